@@ -1,0 +1,122 @@
+//! The crate's error type.
+
+use crate::ip::IpFamily;
+use crate::validate::FieldError;
+
+/// Everything that can go wrong in `spiderpool-core`.
+///
+/// Messages are lower-case, name the object, the field and the offending value where there is
+/// one, and keep Spiderpool's own wording (`invalid IP range format`, `unformatted subnet`, …)
+/// so that users can search for them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An `ipVersion` other than 4 or 6.
+    #[error("invalid IP version '{version}'")]
+    InvalidIpVersion {
+        /// The value given.
+        version: i64,
+    },
+    /// A string that is not an address (of the expected family).
+    #[error("invalid IP format{} '{input}'", family_suffix(.family))]
+    InvalidIp {
+        /// The family required, if any.
+        family: Option<IpFamily>,
+        /// The string given.
+        input: String,
+    },
+    /// A string that is not an IP range `A` or `A-B` (of the expected family).
+    #[error("invalid IP range format{} '{input}'", family_suffix(.family))]
+    InvalidIpRange {
+        /// The family required, if any.
+        family: Option<IpFamily>,
+        /// The string given.
+        input: String,
+    },
+    /// A string that is not a CIDR (of the expected family).
+    #[error("invalid CIDR format{} '{input}'", family_suffix(.family))]
+    InvalidCidr {
+        /// The family required, if any.
+        family: Option<IpFamily>,
+        /// The string given.
+        input: String,
+    },
+    /// A CIDR that is not written as its network address.
+    #[error("unformatted subnet {input}, please change it to {canonical}")]
+    UnformattedSubnet {
+        /// The string given.
+        input: String,
+        /// How it must be written.
+        canonical: String,
+    },
+    /// A route whose `dst` or `gw` is malformed.
+    #[error("invalid route format{} '{input}': {reason}", family_suffix(.family))]
+    InvalidRoute {
+        /// The family required, if any.
+        family: Option<IpFamily>,
+        /// The route as given (`dst via gw`).
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A YAML or JSON document that cannot be read.
+    #[error("{source_name}: document {document}: {message}")]
+    Decode {
+        /// Where the text came from (a file name, `<stdin>`, …).
+        source_name: String,
+        /// 1-based index of the document in a multi-document stream.
+        document: usize,
+        /// What the parser said, with line and column when known.
+        message: String,
+    },
+    /// A document whose `apiVersion`/`kind` this library does not handle where one is required.
+    #[error("{source_name}: document {document}: unsupported object {api_version} {kind}")]
+    UnsupportedObject {
+        /// Where the text came from.
+        source_name: String,
+        /// 1-based index of the document.
+        document: usize,
+        /// Its `apiVersion`.
+        api_version: String,
+        /// Its `kind`.
+        kind: String,
+    },
+    /// An object that admission refuses: every field error found, Kubernetes style.
+    #[error("{kind} \"{name}\" is invalid: {}", join_causes(.causes))]
+    Invalid {
+        /// The object's kind (`SpiderIPPool`, …).
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// The field errors, in the order the rules ran.
+        causes: Vec<FieldError>,
+    },
+    /// A malformed `ipam.spidernet.io/*` annotation.
+    #[error("invalid format of {owner} annotation '{key}': {reason} (value {value:?})")]
+    Annotation {
+        /// `Pod` or `Namespace`.
+        owner: String,
+        /// The annotation key.
+        key: String,
+        /// The annotation value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn family_suffix(family: &Option<IpFamily>) -> String {
+    match family {
+        Some(f) => format!(" in IPv{}", f.version()),
+        None => String::new(),
+    }
+}
+
+fn join_causes(causes: &[FieldError]) -> String {
+    match causes {
+        [one] => one.to_string(),
+        many => {
+            let parts: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("[{}]", parts.join(", "))
+        }
+    }
+}

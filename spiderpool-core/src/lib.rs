@@ -1,0 +1,8 @@
+//! Spiderpool's IPAM model as a pure library.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod ip;
+pub mod validate;
+
+pub use error::Error;

@@ -1,0 +1,3 @@
+//! Admission rules.
+mod field;
+pub use field::{FieldError, FieldErrorKind};

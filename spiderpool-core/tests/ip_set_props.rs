@@ -1,0 +1,308 @@
+//! Property tests: every `IpSet` operation against a naive model.
+//!
+//! Small sets are compared with a `BTreeSet<IpAddr>`; addresses are drawn from windows that
+//! straddle the 2^32-offset chunk borders, so the full-chunk/partial-chunk logic is exercised.
+//! Huge IPv6 sets are compared with a naive sorted interval list.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+use spiderpool_core::ip::{IpCount, IpFamily, IpRange, IpSet};
+
+/// A window of addresses: (family, subnet, first address value, width).
+fn windows() -> Vec<(IpFamily, &'static str, u128, u128)> {
+    vec![
+        (IpFamily::V4, "10.6.0.0/16", 0x0a06_0000, 64),
+        (IpFamily::V4, "0.0.0.0/0", u128::from(u32::MAX) - 40, 41),
+        // fd00::/64: offsets around the first chunk border (2^32).
+        (
+            IpFamily::V6,
+            "fd00::/64",
+            (0xfd00u128 << 112) + (1u128 << 32) - 30,
+            60,
+        ),
+        // The very top of the IPv6 space.
+        (IpFamily::V6, "ffff::/16", u128::MAX - 45, 46),
+    ]
+}
+
+fn addr(family: IpFamily, v: u128) -> IpAddr {
+    family.addr(v).unwrap()
+}
+
+fn value(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    family: IpFamily,
+    subnet: IpNet,
+    lo: u128,
+    width: u128,
+    a_add: Vec<(u128, u128)>,
+    a_del: Vec<(u128, u128)>,
+    b_add: Vec<(u128, u128)>,
+    b_other_base: bool,
+    cursor: u128,
+}
+
+fn ranges(width: u128) -> impl Strategy<Value = Vec<(u128, u128)>> {
+    prop::collection::vec(
+        (0..width, 0..width / 2).prop_map(move |(s, l)| (s, (s + l).min(width - 1))),
+        0..6,
+    )
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (0..windows().len()).prop_flat_map(|i| {
+        let (family, subnet, lo, width) = windows()[i];
+        (
+            ranges(width),
+            ranges(width),
+            ranges(width),
+            any::<bool>(),
+            0..width,
+        )
+            .prop_map(move |(a_add, a_del, b_add, b_other_base, cursor)| Case {
+                family,
+                subnet: subnet.parse().unwrap(),
+                lo,
+                width,
+                a_add,
+                a_del,
+                b_add,
+                b_other_base,
+                cursor,
+            })
+    })
+}
+
+fn to_range(c: &Case, (s, e): (u128, u128)) -> IpRange {
+    IpRange::new(addr(c.family, c.lo + s), addr(c.family, c.lo + e)).unwrap()
+}
+
+fn build(c: &Case) -> (IpSet, BTreeSet<IpAddr>, IpSet, BTreeSet<IpAddr>) {
+    let mut a = IpSet::for_subnet(&c.subnet);
+    let mut ma = BTreeSet::new();
+    for &r in &c.a_add {
+        a.insert_range(&to_range(c, r));
+        ma.extend((r.0..=r.1).map(|v| addr(c.family, c.lo + v)));
+    }
+    for &r in &c.a_del {
+        a.remove_range(&to_range(c, r));
+        for v in r.0..=r.1 {
+            ma.remove(&addr(c.family, c.lo + v));
+        }
+    }
+    let mut b = if c.b_other_base {
+        IpSet::new(c.family)
+    } else {
+        IpSet::for_subnet(&c.subnet)
+    };
+    let mut mb = BTreeSet::new();
+    for &r in &c.b_add {
+        b.insert_range(&to_range(c, r));
+        mb.extend((r.0..=r.1).map(|v| addr(c.family, c.lo + v)));
+    }
+    (a, ma, b, mb)
+}
+
+fn check_same(c: &Case, set: &IpSet, model: &BTreeSet<IpAddr>) -> Result<(), TestCaseError> {
+    set.validate_invariants().map_err(TestCaseError::fail)?;
+    prop_assert_eq!(set.len(), IpCount::from(model.len() as u128));
+    prop_assert_eq!(set.is_empty(), model.is_empty());
+    let listed: Vec<IpAddr> = set.iter().collect();
+    let expected: Vec<IpAddr> = model.iter().copied().collect();
+    prop_assert_eq!(&listed, &expected);
+    prop_assert_eq!(set.first(), model.first().copied());
+    prop_assert_eq!(set.last(), model.last().copied());
+    for v in 0..c.width {
+        let a = addr(c.family, c.lo + v);
+        prop_assert_eq!(set.contains(a), model.contains(&a), "contains {}", a);
+    }
+    // Runs are maximal: sorted, with a gap between neighbours, and they cover the model.
+    let runs: Vec<IpRange> = set.runs().collect();
+    for w in runs.windows(2) {
+        prop_assert!(
+            value(w[0].end()) + 1 < value(w[1].start()),
+            "runs not maximal: {:?}",
+            runs
+        );
+    }
+    let strings = set.to_range_strings();
+    let reparsed: Vec<IpRange> = strings.iter().map(|s| s.parse().unwrap()).collect();
+    prop_assert_eq!(reparsed, runs);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn set_operations_match_btreeset(c in case()) {
+        let (a, ma, b, mb) = build(&c);
+        check_same(&c, &a, &ma)?;
+        check_same(&c, &b, &mb)?;
+        let u: BTreeSet<IpAddr> = &ma | &mb;
+        let i: BTreeSet<IpAddr> = &ma & &mb;
+        let d: BTreeSet<IpAddr> = &ma - &mb;
+        check_same(&c, &a.union(&b), &u)?;
+        check_same(&c, &b.union(&a), &u)?;
+        check_same(&c, &a.intersection(&b), &i)?;
+        check_same(&c, &(&b & &a), &i)?;
+        check_same(&c, &a.difference(&b), &d)?;
+        check_same(&c, &(&b - &a), &(&mb - &ma))?;
+        prop_assert_eq!(a.is_subset(&b), ma.is_subset(&mb));
+        prop_assert_eq!(a.intersects(&b), !i.is_empty());
+        prop_assert_eq!(a == b, ma == mb);
+
+        let cursor = addr(c.family, c.lo + c.cursor);
+        prop_assert_eq!(a.next_at_or_after(cursor), ma.range(cursor..).next().copied());
+        let free = ma.range(cursor..).find(|x| !mb.contains(x)).copied();
+        prop_assert_eq!(a.first_free(&[&b], cursor), free);
+        let none: BTreeSet<IpAddr> = BTreeSet::new();
+        let free2 = ma.range(cursor..).find(|x| !mb.contains(x) && !none.contains(x)).copied();
+        prop_assert_eq!(a.first_free(&[&b, &IpSet::new(c.family)], cursor), free2);
+    }
+
+    #[test]
+    fn single_element_operations_match_btreeset(
+        c in case(),
+        ops in prop::collection::vec((any::<bool>(), 0u128..64), 0..40),
+    ) {
+        let (mut a, mut ma, _, _) = build(&c);
+        for (insert, v) in ops {
+            let x = addr(c.family, c.lo + v % c.width);
+            if insert {
+                prop_assert_eq!(a.insert(x), ma.insert(x));
+            } else {
+                prop_assert_eq!(a.remove(x), ma.remove(&x));
+            }
+            a.validate_invariants().map_err(TestCaseError::fail)?;
+        }
+        check_same(&c, &a, &ma)?;
+    }
+}
+
+// ----- huge IPv6 sets against a naive interval model -----
+
+fn naive_count(mut list: Vec<(u128, u128)>) -> IpCount {
+    list.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (s, e) in list {
+        if let Some(last) = merged.last_mut() {
+            if last.1 == u128::MAX || s <= last.1 + 1 {
+                last.1 = last.1.max(e);
+                continue;
+            }
+        }
+        merged.push((s, e));
+    }
+    merged.iter().fold(IpCount::ZERO, |acc, &(s, e)| {
+        acc + IpCount::from(e - s) + IpCount::from(1u128)
+    })
+}
+
+proptest! {
+    #[test]
+    fn huge_ipv6_counts_are_exact(
+        spans in prop::collection::vec((0u128..(1 << 70), 0u128..(1 << 66)), 1..6),
+        hole in 0u128..(1 << 70),
+    ) {
+        let base = 0xfd00u128 << 112;
+        let subnet: IpNet = "fd00::/48".parse().unwrap();
+        let mut set = IpSet::for_subnet(&subnet);
+        let mut model = Vec::new();
+        for (s, l) in spans {
+            let (s, e) = (base + s, base + s + l);
+            set.insert_range(&IpRange::new(addr(IpFamily::V6, s), addr(IpFamily::V6, e)).unwrap());
+            model.push((s, e));
+        }
+        set.validate_invariants().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(set.len(), naive_count(model.clone()));
+        // Removing one address takes exactly one away when it was there.
+        let h = addr(IpFamily::V6, base + hole);
+        let had = set.contains(h);
+        let before = set.len();
+        prop_assert_eq!(set.remove(h), had);
+        set.validate_invariants().map_err(TestCaseError::fail)?;
+        if had {
+            prop_assert_eq!(set.len() + IpCount::from(1u128), before);
+            prop_assert!(!set.contains(h));
+        }
+    }
+}
+
+#[test]
+fn a_full_slash_64_is_small_and_exact() {
+    let subnet: IpNet = "fd00::/64".parse().unwrap();
+    let all = IpSet::from_subnet(&subnet);
+    assert_eq!(all.len().to_u128(), Some(1u128 << 64));
+    assert_eq!(
+        all.to_range_strings(),
+        vec!["fd00::-fd00::ffff:ffff:ffff:ffff"]
+    );
+    let mut used = IpSet::for_subnet(&subnet);
+    used.insert_range(&"fd00::-fd00::1:0:5".parse().unwrap());
+    let free = all.first_free(&[&used], "fd00::".parse().unwrap());
+    assert_eq!(free, Some("fd00::1:0:6".parse().unwrap()));
+    let rest = all.difference(&used);
+    assert_eq!(rest.len().to_u128(), Some((1u128 << 64) - ((1 << 32) + 6)));
+    assert_eq!(rest.first(), Some("fd00::1:0:6".parse().unwrap()));
+    assert_eq!(
+        rest.last(),
+        Some("fd00::ffff:ffff:ffff:ffff".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_slash_48_count_exceeds_u64() {
+    let subnet: IpNet = "fd00:1::/48".parse().unwrap();
+    let all = IpSet::from_subnet(&subnet);
+    assert_eq!(all.len().to_u128(), Some(1u128 << 80));
+    assert_eq!(all.len().to_u64(), None);
+    assert_eq!(all.len().to_i64_saturating(), i64::MAX);
+}
+
+#[test]
+fn the_whole_ipv6_space_counts_two_to_the_128() {
+    let all = IpSet::from_subnet(&"::/0".parse().unwrap());
+    assert_eq!(all.len(), IpCount::ALL_IPV6);
+    let mut one_less = all.clone();
+    assert!(one_less.remove("::".parse().unwrap()));
+    assert_eq!(one_less.len().to_u128(), Some(u128::MAX));
+    assert_eq!(one_less.first(), Some("::1".parse().unwrap()));
+    assert_eq!(all.difference(&one_less).to_range_strings(), vec!["::"]);
+}
+
+#[test]
+fn first_free_skips_reserved_and_allocated_like_the_seed() {
+    // Seed 003: pool 10.6.168.131-133, reserved .131-.132: the only free address is .133.
+    let subnet: IpNet = "10.6.0.0/16".parse().unwrap();
+    let pool = IpSet::from_ranges(
+        IpFamily::V4,
+        Some(&subnet),
+        &["10.6.168.131-10.6.168.133".parse().unwrap()],
+    );
+    let reserved = IpSet::from_ranges(
+        IpFamily::V4,
+        None,
+        &["10.6.168.131-10.6.168.132".parse().unwrap()],
+    );
+    let allocated = IpSet::for_subnet(&subnet);
+    let start = subnet.network();
+    assert_eq!(
+        pool.first_free(&[&allocated, &reserved], start),
+        Some("10.6.168.133".parse().unwrap())
+    );
+    let mut allocated = allocated;
+    allocated.insert("10.6.168.133".parse().unwrap());
+    assert_eq!(pool.first_free(&[&allocated, &reserved], start), None);
+}
