@@ -80,6 +80,19 @@ pub enum Error {
         /// Its `kind`.
         kind: String,
     },
+    /// A status field that does not decode (e.g. `status.allocatedIPs` is not a JSON map). It
+    /// is never treated as empty: that would hand out addresses that are in use.
+    #[error("{kind} \"{name}\": {field} is corrupt: {reason}")]
+    CorruptStatus {
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// The field path.
+        field: String,
+        /// What the decoder said.
+        reason: String,
+    },
     /// An object that admission refuses: every field error found, Kubernetes style.
     #[error("{kind} \"{name}\" is invalid: {}", join_causes(.causes))]
     Invalid {

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod ip;
+pub mod model;
 pub mod validate;
 
 pub use error::Error;
