@@ -103,8 +103,29 @@ pub enum Error {
         /// The field errors, in the order the rules ran.
         causes: Vec<FieldError>,
     },
+    /// Admission refuses to create an object whose name is taken.
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists {
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+    },
+    /// Admission refuses the operation as a whole (update of a terminating object, deletion of
+    /// a pool that still has allocations).
+    #[error("{kind} \"{name}\" is forbidden: {reason}")]
+    Forbidden {
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// Spiderpool's reason.
+        reason: String,
+    },
     /// A malformed `ipam.spidernet.io/*` annotation.
-    #[error("invalid format of {owner} annotation '{key}': {reason} (value {value:?})")]
+    #[error(
+        "wrong input, invalid format of {owner} annotation '{key}': {reason} (value {value:?})"
+    )]
     Annotation {
         /// `Pod` or `Namespace`.
         owner: String,
