@@ -169,8 +169,9 @@ impl IpNumber {
             Some(rest) => (true, rest),
             None => (false, value),
         };
-        let n: i64 =
-            parse_go_int(digits).ok_or_else(|| bad(&format!("invalid input '{value}'")))?;
+        let n: i64 = parse_go_int(digits)
+            .filter(|_| !digits.starts_with('+'))
+            .ok_or_else(|| bad(&format!("invalid input '{value}'")))?;
         let n = u64::try_from(n).map_err(|_| bad("value must equal or greater than 0"))?;
         Ok(if flexible {
             IpNumber::Flexible(n)

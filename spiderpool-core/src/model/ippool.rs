@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{note_unknown, Extra, LabelSelector, ObjectMeta};
 use super::{AddressSpec, Route, API_VERSION};
+use crate::ip::{parse_ip, IpSet};
 use crate::Error;
 
 /// A SpiderIPPool (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `sp`).
@@ -193,6 +194,43 @@ impl SpiderIPPool {
             serde_json::to_string(records).ok()
         };
         self.status.allocated_ip_count = Some(i64::try_from(records.len()).unwrap_or(i64::MAX));
+    }
+
+    /// The allocated addresses as a set based on the pool's subnet. A record whose key is not
+    /// an address of the pool's family is a [`Error::CorruptStatus`].
+    pub fn allocated_set(&self) -> Result<IpSet, Error> {
+        let family = self.spec.family()?;
+        let mut set = IpSet::for_subnet(&self.spec.subnet_net()?);
+        for ip in self.allocations()?.keys() {
+            let addr = parse_ip(Some(family), ip).map_err(|e| Error::CorruptStatus {
+                kind: Self::KIND.to_string(),
+                name: self.metadata.name.clone(),
+                field: "status.allocatedIPs".to_string(),
+                reason: e.to_string(),
+            })?;
+            set.insert(addr);
+        }
+        Ok(set)
+    }
+
+    /// The addresses the pool can still hand out: `ips − excludeIPs − allocated − reserved`.
+    /// `reserved` is the family's [`SpiderReservedIP::reserved_set`](super::SpiderReservedIP::reserved_set).
+    pub fn free_ips(&self, reserved: &IpSet) -> Result<IpSet, Error> {
+        let usable = self.spec.total_ips()?;
+        Ok(usable
+            .difference(&self.allocated_set()?)
+            .difference(reserved))
+    }
+
+    /// Recomputes `status.totalIPCount` (|ips − excludeIPs|, reserved IPs not subtracted, as
+    /// Spiderpool counts) and `status.allocatedIPCount` (number of records), as the pool
+    /// controller does.
+    pub fn refresh_status(&mut self) -> Result<(), Error> {
+        let total = self.spec.total_ips()?.len().to_i64_saturating();
+        let allocated = self.allocations()?.len();
+        self.status.total_ip_count = Some(total);
+        self.status.allocated_ip_count = Some(i64::try_from(allocated).unwrap_or(i64::MAX));
+        Ok(())
     }
 
     /// Dotted paths of the fields this library did not recognise (kept, not interpreted).

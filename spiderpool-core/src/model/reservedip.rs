@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::{note_unknown, Extra, ObjectMeta};
 use super::API_VERSION;
+use crate::ip::{IpFamily, IpRange, IpSet};
 
 /// A SpiderReservedIP (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `sr`).
 /// Its addresses are excluded from every pool of the family while it exists and is not
@@ -59,6 +60,37 @@ impl SpiderReservedIP {
     /// The object's name.
     pub fn name(&self) -> &str {
         &self.metadata.name
+    }
+
+    /// The family of the object: `spec.ipVersion`, else that of `ips[0]`.
+    pub fn family(&self) -> Option<IpFamily> {
+        match self.spec.ip_version {
+            Some(v) => IpFamily::from_version(v).ok(),
+            None => self
+                .spec
+                .ips
+                .first()
+                .and_then(|r| IpRange::parse(None, r).ok())
+                .map(|r| r.family()),
+        }
+    }
+
+    /// Every address of `family` reserved by the live (not terminating) objects in `all`:
+    /// the set no pool hands out. Entries that do not parse are skipped (admission refuses
+    /// them).
+    pub fn reserved_set(all: &[SpiderReservedIP], family: IpFamily) -> IpSet {
+        let mut set = IpSet::new(family);
+        for r in all {
+            if r.metadata.is_terminating() || r.family() != Some(family) {
+                continue;
+            }
+            for raw in &r.spec.ips {
+                if let Ok(range) = IpRange::parse(Some(family), raw) {
+                    set.insert_range(&range);
+                }
+            }
+        }
+        set
     }
 
     /// Dotted paths of the fields this library did not recognise.

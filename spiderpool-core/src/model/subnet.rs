@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::meta::{note_unknown, Extra, ObjectMeta};
-use super::{AddressSpec, Route, API_VERSION};
+use super::{AddressSpec, Route, SpiderIPPool, API_VERSION};
+use crate::ip::{parse_ip_ranges, IpCount, IpSet};
 use crate::Error;
 
 /// A SpiderSubnet (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `ss`).
@@ -152,6 +153,54 @@ impl SpiderSubnet {
         } else {
             serde_json::to_string(pools).ok()
         };
+    }
+
+    /// Recomputes the status as the subnet controller does: `totalIPCount` = |ips −
+    /// excludeIPs|; `controlledIPPools` records, for every pool this subnet controls (its
+    /// controller owner reference), the pool's usable addresses inside the subnet, keeping the
+    /// `application` of auto-created pools and the entries of auto pools not yet created;
+    /// `allocatedIPCount` = addresses handed to pools.
+    pub fn refresh_status(&mut self, pools: &[SpiderIPPool]) -> Result<(), Error> {
+        let family = self.spec.family()?;
+        let total = self.spec.total_ips()?;
+        let previous = self.controlled_pools()?;
+        let mut controlled = PoolIPPreAllocations::new();
+        for (name, pre) in &previous {
+            let exists = pools.iter().any(|p| &p.metadata.name == name);
+            if pre.application.is_some() && !exists {
+                controlled.insert(name.clone(), pre.clone());
+            }
+        }
+        for pool in pools {
+            let owned = pool
+                .metadata
+                .controller()
+                .is_some_and(|o| o.kind == SpiderSubnet::KIND && o.name == self.metadata.name);
+            if !owned || pool.spec.family().ok() != Some(family) {
+                continue;
+            }
+            let ips = pool.spec.total_ips()?.intersection(&total);
+            let application = previous
+                .get(&pool.metadata.name)
+                .and_then(|p| p.application.clone());
+            controlled.insert(
+                pool.metadata.name.clone(),
+                PoolIPPreAllocation {
+                    ips: ips.to_range_strings(),
+                    application,
+                    extra: Extra::new(),
+                },
+            );
+        }
+        let mut handed = IpCount::ZERO;
+        for pre in controlled.values() {
+            let ranges = parse_ip_ranges(family, &pre.ips)?;
+            handed = handed + IpSet::from_ranges(family, None, &ranges).len();
+        }
+        self.set_controlled_pools(&controlled);
+        self.status.total_ip_count = Some(total.len().to_i64_saturating());
+        self.status.allocated_ip_count = Some(handed.to_i64_saturating());
+        Ok(())
     }
 
     /// Dotted paths of the fields this library did not recognise.
