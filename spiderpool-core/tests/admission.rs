@@ -743,3 +743,70 @@ fn error_messages_name_object_path_and_value() {
         "SpiderIPPool \"p\" is invalid: spec.ips[0]: Invalid value: \"172.18.40.300\": invalid IP range format in IPv4 '172.18.40.300'"
     );
 }
+
+#[test]
+fn auto_pool_addresses_must_equal_what_the_subnet_recorded() {
+    let cfg = AdmissionConfig::default();
+    let mut subnet = subnet_named("s", "subnet: 10.6.0.0/16\nips: [10.6.0.1-10.6.0.100]");
+    mutate_subnet(&mut subnet);
+    subnet.status.controlled_ip_pools =
+        Some(r#"{"auto4-web-eth0-1a2b3":{"ips":["10.6.0.1-10.6.0.3"],"application":"apps_v1_Deployment_default_web"}}"#.into());
+    let yaml = "apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata:\n  name: auto4-web-eth0-1a2b3\n  labels:\n    ipam.spidernet.io/owner-application-name: web\nspec:\n  subnet: 10.6.0.0/16\n  ips: [10.6.0.1-10.6.0.3]\n";
+    let mut p = objects(yaml).0.remove(0);
+    mutate_ippool(&mut p, std::slice::from_ref(&subnet), &cfg);
+    let subnets = [subnet];
+    let cluster = Cluster {
+        pools: &[],
+        subnets: &subnets,
+    };
+    assert!(validate_ippool_create(&p, &cluster, &cfg).is_ok());
+    let old = p.clone();
+    p.spec.ips = vec!["10.6.0.1-10.6.0.4".into()];
+    assert!(matches!(
+        validate_ippool_update(&old, &p, &cluster, &cfg),
+        Err(Error::Invalid { ref causes, .. }) if causes[0].detail.starts_with(
+            "it's illegal to update AutoPool.Spec.IPs that are different from corresponding SpiderSubnet.Status.ControlledIPPools")
+    ));
+}
+
+#[test]
+fn disabled_families_and_subnet_deletion() {
+    let no_v4 = AdmissionConfig {
+        enable_ipv4: false,
+        ..AdmissionConfig::default()
+    };
+    let mut r = reserved("ips: [10.0.0.1]");
+    mutate_reservedip(&mut r);
+    assert_refused(
+        validate_reservedip_create(&r, &no_v4),
+        "spec.ipVersion",
+        "IPv4 is disabled",
+    );
+    let mut s = subnet_named("s", "subnet: 10.0.0.0/8");
+    mutate_subnet(&mut s);
+    assert_refused(
+        validate_subnet_create(&s, &Cluster::default(), &no_v4),
+        "spec.ipVersion",
+        "IPv4 is disabled",
+    );
+    let mut bad = subnet_named("s", "subnet: 10.0.0.1/8");
+    mutate_subnet(&mut bad);
+    assert_refused(
+        validate_subnet_create(&bad, &Cluster::default(), &AdmissionConfig::default()),
+        "spec.subnet",
+        "unformatted subnet 10.0.0.1/8",
+    );
+
+    s.status.allocated_ip_count = Some(3);
+    let strict = AdmissionConfig {
+        enable_validating_resources_deleted_webhook: true,
+        ..AdmissionConfig::default()
+    };
+    assert!(matches!(
+        validate_subnet_delete(&s, &strict),
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(validate_subnet_delete(&s, &AdmissionConfig::default()).is_ok());
+    s.status.allocated_ip_count = Some(0);
+    assert!(validate_subnet_delete(&s, &strict).is_ok());
+}

@@ -306,3 +306,37 @@ fn first_free_skips_reserved_and_allocated_like_the_seed() {
     allocated.insert("10.6.168.133".parse().unwrap());
     assert_eq!(pool.first_free(&[&allocated, &reserved], start), None);
 }
+
+// ----- range strings: merge against a BTreeSet -----
+
+proptest! {
+    #[test]
+    fn merged_range_strings_equal_the_model(spans in prop::collection::vec((0u32..80, 0u32..6), 0..8)) {
+        let strings: Vec<String> = spans
+            .iter()
+            .map(|&(s, l)| {
+                let a = std::net::Ipv4Addr::from(0x0a06_0000 + s);
+                let b = std::net::Ipv4Addr::from(0x0a06_0000 + s + l);
+                if l == 0 { a.to_string() } else { format!("{a}-{b}") }
+            })
+            .collect();
+        let model: BTreeSet<u32> = spans.iter().flat_map(|&(s, l)| s..=s + l).collect();
+        let merged = spiderpool_core::ip::merge_ip_ranges(IpFamily::V4, &strings).unwrap();
+        let reparsed: BTreeSet<u32> = merged
+            .iter()
+            .flat_map(|r| {
+                let r: IpRange = r.parse().unwrap();
+                let (s, e) = (value(r.start()) as u32, value(r.end()) as u32);
+                (s..=e).map(|v| v - 0x0a06_0000)
+            })
+            .collect();
+        prop_assert_eq!(&reparsed, &model);
+        // Shortest: runs are sorted and separated by a gap.
+        let runs: Vec<IpRange> = merged.iter().map(|r| r.parse().unwrap()).collect();
+        for w in runs.windows(2) {
+            prop_assert!(value(w[0].end()) + 1 < value(w[1].start()));
+        }
+        // Canonical: merging again changes nothing.
+        prop_assert_eq!(spiderpool_core::ip::merge_ip_ranges(IpFamily::V4, &merged).unwrap(), merged.clone());
+    }
+}
