@@ -34,7 +34,7 @@ pub use subnet::{
     mutate_subnet, validate_subnet_create, validate_subnet_delete, validate_subnet_update,
 };
 
-use crate::model::{SpiderIPPool, SpiderSubnet};
+use crate::model::{ObjectMeta, SpiderIPPool, SpiderSubnet, FINALIZER};
 use crate::Error;
 
 /// Feature switches of Spiderpool's configuration (`spiderpool-conf`) that admission obeys.
@@ -71,6 +71,22 @@ pub struct Cluster<'a> {
     pub pools: &'a [SpiderIPPool],
     /// Every SpiderSubnet.
     pub subnets: &'a [SpiderSubnet],
+}
+
+/// An update of a terminating pool or subnet: only the one that removes the finalizer (or
+/// comes after it) passes; `None` when the object is not terminating.
+fn terminating_update(kind: &str, meta: &ObjectMeta, reason: &str) -> Option<Result<(), Error>> {
+    if !meta.is_terminating() {
+        return None;
+    }
+    if meta.finalizers.iter().any(|f| f == FINALIZER) {
+        return Some(Err(Error::Forbidden {
+            kind: kind.to_string(),
+            name: meta.name.clone(),
+            reason: reason.to_string(),
+        }));
+    }
+    Some(Ok(()))
 }
 
 fn invalid(kind: &str, name: &str, causes: Vec<FieldError>) -> Error {

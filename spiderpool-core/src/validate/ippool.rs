@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use super::labels::check_selector;
 use super::spec::{
-    check_address_spec, check_cidr, check_ip_version, cidrs_overlap, go_list, TOTAL_IPS_NOTE,
+    check_address_spec, check_cidr, check_ip_version, check_no_nested_cidr, check_update_identity,
+    go_list, TOTAL_IPS_NOTE,
 };
-use super::{invalid, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
+use super::{invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
 use crate::annotations::{
     AUTO_POOL_AFFINITY_KEYS, LABEL_IPPOOL_CIDR, LABEL_OWNER_APPLICATION_NAME,
     LABEL_OWNER_SPIDER_SUBNET,
@@ -133,52 +134,26 @@ pub fn validate_ippool_create(
             name: name.to_string(),
         });
     }
-    for other in cluster.pools {
-        if other.spec.subnet == pool.spec.subnet || other.spec.family().ok() != Some(family) {
-            continue;
-        }
-        if let Ok(other_net) = other.spec.subnet_net() {
-            if cidrs_overlap(&net, &other_net) {
-                return Err(invalid(
-                    KIND,
-                    name,
-                    vec![FieldError::new(
-                        FieldErrorKind::Invalid,
-                        "spec.subnet",
-                        &pool.spec.subnet,
-                        format!(
-                            "overlap with IPPool {} which 'spec.subnet' is {}",
-                            other.metadata.name, other.spec.subnet
-                        ),
-                    )],
-                ));
-            }
-        }
-    }
+    let one = |e: FieldError| invalid(KIND, name, vec![e]);
+    let pools = cluster
+        .pools
+        .iter()
+        .map(|p| (p.metadata.name.as_str(), &p.spec as &dyn AddressSpec));
+    check_no_nested_cidr(family, &net, &pool.spec.subnet, ("IPPool", true), pools).map_err(one)?;
     // Ours (spec/README.md decision 11): a pool may not nest in a SpiderSubnet's CIDR
     // without being exactly that CIDR.
-    for subnet in cluster.subnets {
-        if subnet.spec.subnet == pool.spec.subnet || subnet.spec.family().ok() != Some(family) {
-            continue;
-        }
-        if let Ok(subnet_net) = subnet.spec.subnet_net() {
-            if cidrs_overlap(&net, &subnet_net) {
-                return Err(invalid(
-                    KIND,
-                    name,
-                    vec![FieldError::new(
-                        FieldErrorKind::Invalid,
-                        "spec.subnet",
-                        &pool.spec.subnet,
-                        format!(
-                            "overlap with SpiderSubnet {} which 'spec.subnet' is {}",
-                            subnet.metadata.name, subnet.spec.subnet
-                        ),
-                    )],
-                ));
-            }
-        }
-    }
+    let subnets = cluster
+        .subnets
+        .iter()
+        .map(|s| (s.metadata.name.as_str(), &s.spec as &dyn AddressSpec));
+    check_no_nested_cidr(
+        family,
+        &net,
+        &pool.spec.subnet,
+        ("SpiderSubnet", true),
+        subnets,
+    )
+    .map_err(one)?;
     let mut errs = Vec::new();
     check_spec(pool, family, &net, cluster, &mut errs);
     errs.extend(check_affinities(pool));
@@ -199,62 +174,13 @@ pub fn validate_ippool_update(
     cfg: &AdmissionConfig,
 ) -> Result<(), Error> {
     let name = new.metadata.name.as_str();
-    if new.metadata.is_terminating() {
-        if new.metadata.finalizers.iter().any(|f| f == FINALIZER) {
-            return Err(Error::Forbidden {
-                kind: KIND.to_string(),
-                name: name.to_string(),
-                reason: "cannot update a terminating IPPool".to_string(),
-            });
-        }
-        return Ok(());
+    if let Some(verdict) =
+        terminating_update(KIND, &new.metadata, "cannot update a terminating IPPool")
+    {
+        return verdict;
     }
-    if let (Some(a), Some(b)) = (old.spec.ip_version, new.spec.ip_version) {
-        if a != b {
-            return Err(invalid(
-                KIND,
-                name,
-                vec![FieldError::new(
-                    FieldErrorKind::Forbidden,
-                    "spec.ipVersion",
-                    "",
-                    "is not changeable",
-                )],
-            ));
-        }
-    }
-    if old.spec.subnet != new.spec.subnet {
-        return Err(invalid(
-            KIND,
-            name,
-            vec![FieldError::new(
-                FieldErrorKind::Forbidden,
-                "spec.subnet",
-                "",
-                "is not changeable",
-            )],
-        ));
-    }
-    let family = check_ip_version(
-        new.spec.ip_version,
-        cfg,
-        "is not generated correctly, 'spec.subnet' may be invalid",
-    )
-    .map_err(|e| invalid(KIND, name, vec![e]))?;
-    let net = parse_cidr(Some(family), &new.spec.subnet)
-        .map(|n| n.trunc())
-        .map_err(|e| {
-            invalid(
-                KIND,
-                name,
-                vec![FieldError::new(
-                    FieldErrorKind::Invalid,
-                    "spec.subnet",
-                    &new.spec.subnet,
-                    e.to_string(),
-                )],
-            )
-        })?;
+    let (family, net) = check_update_identity(&old.spec, &new.spec, cfg)
+        .map_err(|e| invalid(KIND, name, vec![e]))?;
     let mut errs = Vec::new();
     let usable = check_spec(new, family, &net, cluster, &mut errs);
     errs.extend(check_affinities(new));

@@ -276,3 +276,69 @@ pub(crate) fn cidrs_overlap(a: &IpNet, b: &IpNet) -> bool {
 pub(crate) fn go_list(set: &IpSet) -> String {
     format!("[{}]", set.to_range_strings().join(" "))
 }
+
+/// The first of `others` (name, spec) of `family` whose CIDR nests with `net`: the error says
+/// `overlap with <what> <name> which 'spec.subnet' is <cidr>`. With `allow_same`, an identical
+/// `spec.subnet` string is not an overlap (pools may share one subnet; subnets may not).
+pub(crate) fn check_no_nested_cidr<'a>(
+    family: IpFamily,
+    net: &IpNet,
+    subnet: &str,
+    (what, allow_same): (&str, bool),
+    others: impl IntoIterator<Item = (&'a str, &'a dyn AddressSpec)>,
+) -> Result<(), FieldError> {
+    for (name, other) in others {
+        if (allow_same && other.subnet() == subnet) || other.family().ok() != Some(family) {
+            continue;
+        }
+        if let Ok(other_net) = other.subnet_net() {
+            if cidrs_overlap(net, &other_net) {
+                return Err(FieldError::new(
+                    FieldErrorKind::Invalid,
+                    "spec.subnet",
+                    subnet,
+                    format!(
+                        "overlap with {what} {name} which 'spec.subnet' is {}",
+                        other.subnet()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// On update: `ipVersion` (when both are set) and `subnet` never change. Returns the family
+/// and network of the new spec once its `ipVersion` passes [`check_ip_version`].
+pub(crate) fn check_update_identity(
+    old: &dyn AddressSpec,
+    new: &dyn AddressSpec,
+    cfg: &AdmissionConfig,
+) -> Result<(IpFamily, IpNet), FieldError> {
+    let frozen =
+        |path: &str| FieldError::new(FieldErrorKind::Forbidden, path, "", "is not changeable");
+    if let (Some(a), Some(b)) = (old.ip_version(), new.ip_version()) {
+        if a != b {
+            return Err(frozen("spec.ipVersion"));
+        }
+    }
+    if old.subnet() != new.subnet() {
+        return Err(frozen("spec.subnet"));
+    }
+    let family = check_ip_version(
+        new.ip_version(),
+        cfg,
+        "is not generated correctly, 'spec.subnet' may be invalid",
+    )?;
+    let net = parse_cidr(Some(family), new.subnet())
+        .map(|n| n.trunc())
+        .map_err(|e| {
+            FieldError::new(
+                FieldErrorKind::Invalid,
+                "spec.subnet",
+                new.subnet(),
+                e.to_string(),
+            )
+        })?;
+    Ok((family, net))
+}

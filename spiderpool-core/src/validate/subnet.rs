@@ -1,7 +1,10 @@
 //! Admission of SpiderSubnet: defaulting, then create/update/delete validation.
 
-use super::spec::{check_address_spec, check_cidr, check_ip_version, cidrs_overlap, go_list};
-use super::{invalid, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
+use super::spec::{
+    check_address_spec, check_cidr, check_ip_version, check_no_nested_cidr, check_update_identity,
+    cidrs_overlap, go_list,
+};
+use super::{invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
 use crate::annotations::LABEL_SUBNET_CIDR;
 use crate::ip::{
     cidr_to_label_value, merge_ip_ranges, parse_cidr, parse_ip_ranges, IpFamily, IpSet,
@@ -67,25 +70,13 @@ pub fn validate_subnet_create(
             name: name.to_string(),
         });
     }
-    for other in cluster.subnets {
-        if other.spec.family().ok() != Some(family) {
-            continue;
-        }
-        // Unlike pools, two subnets may not even share one CIDR.
-        if let Ok(other_net) = other.spec.subnet_net() {
-            if cidrs_overlap(&net, &other_net) {
-                return Err(one(FieldError::new(
-                    FieldErrorKind::Invalid,
-                    "spec.subnet",
-                    &subnet.spec.subnet,
-                    format!(
-                        "overlap with Subnet {} which 'spec.subnet' is {}",
-                        other.metadata.name, other.spec.subnet
-                    ),
-                )));
-            }
-        }
-    }
+    // Unlike pools, two subnets may not even share one CIDR.
+    let others = cluster
+        .subnets
+        .iter()
+        .map(|s| (s.metadata.name.as_str(), &s.spec as &dyn AddressSpec));
+    check_no_nested_cidr(family, &net, &subnet.spec.subnet, ("Subnet", false), others)
+        .map_err(one)?;
     let mut errs = Vec::new();
     let usable = check_address_spec(family, &net, &subnet.spec, "Subnet", false, &mut errs);
     if !errs.is_empty() {
@@ -146,50 +137,12 @@ pub fn validate_subnet_update(
 ) -> Result<(), Error> {
     let name = new.metadata.name.as_str();
     let one = |e: FieldError| invalid(KIND, name, vec![e]);
-    if new.metadata.is_terminating() {
-        if new.metadata.finalizers.iter().any(|f| f == FINALIZER) {
-            return Err(Error::Forbidden {
-                kind: KIND.to_string(),
-                name: name.to_string(),
-                reason: "cannot update a terminating Subnet".to_string(),
-            });
-        }
-        return Ok(());
+    if let Some(verdict) =
+        terminating_update(KIND, &new.metadata, "cannot update a terminating Subnet")
+    {
+        return verdict;
     }
-    if let (Some(a), Some(b)) = (old.spec.ip_version, new.spec.ip_version) {
-        if a != b {
-            return Err(one(FieldError::new(
-                FieldErrorKind::Forbidden,
-                "spec.ipVersion",
-                "",
-                "is not changeable",
-            )));
-        }
-    }
-    if old.spec.subnet != new.spec.subnet {
-        return Err(one(FieldError::new(
-            FieldErrorKind::Forbidden,
-            "spec.subnet",
-            "",
-            "is not changeable",
-        )));
-    }
-    let family = check_ip_version(
-        new.spec.ip_version,
-        cfg,
-        "is not generated correctly, 'spec.subnet' may be invalid",
-    )
-    .map_err(one)?;
-    let net = parse_cidr(Some(family), &new.spec.subnet)
-        .map(|n| n.trunc())
-        .map_err(|e| {
-            one(FieldError::new(
-                FieldErrorKind::Invalid,
-                "spec.subnet",
-                &new.spec.subnet,
-                e.to_string(),
-            ))
-        })?;
+    let (family, net) = check_update_identity(&old.spec, &new.spec, cfg).map_err(one)?;
     let mut errs = Vec::new();
     let usable = check_address_spec(family, &net, &new.spec, "Subnet", false, &mut errs);
     if !errs.is_empty() {
