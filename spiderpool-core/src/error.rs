@@ -103,7 +103,7 @@ pub enum Error {
         /// The field errors, in the order the rules ran.
         causes: Vec<FieldError>,
     },
-    /// Admission refuses to create an object whose name is taken.
+    /// An object of that name exists (admission, or a store's create-if-absent).
     #[error("{kind} \"{name}\" already exists")]
     AlreadyExists {
         /// The object's kind.
@@ -121,6 +121,76 @@ pub enum Error {
         name: String,
         /// Spiderpool's reason.
         reason: String,
+    },
+    /// A store has no object under the key.
+    #[error("{key} not found")]
+    NotFound {
+        /// The key (`SpiderIPPool pool-a`, `SpiderEndpoint ns/pod`).
+        key: String,
+    },
+    /// A compare-and-swap failed: the object changed since it was read. Retryable.
+    #[error("{key} was modified concurrently (expected revision {expected})")]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The revision the write expected.
+        expected: String,
+    },
+    /// The store cannot answer now (lock held too long, connection lost). Retryable.
+    #[error("store unavailable, try again later: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The store's change feed no longer holds the requested revision: list again.
+    #[error("change feed expired at revision {revision}")]
+    Expired {
+        /// The revision asked for.
+        revision: String,
+    },
+    /// The store does not offer this operation.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// The operation.
+        what: String,
+    },
+    /// A pool named for a NIC does not exist.
+    #[error("wrong input, IPPool \"{pool}\" named by {named_by} for NIC {nic} does not exist")]
+    UnknownPool {
+        /// The pool name.
+        pool: String,
+        /// The NIC.
+        nic: String,
+        /// Which annotation or setting named it.
+        named_by: String,
+    },
+    /// No source names any pool for the pod.
+    #[error("no IPPool available, no pool selection rules of any type are specified for pod {pod} NIC {nic}")]
+    NoPoolSelected {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// The NIC.
+        nic: String,
+    },
+    /// The application's auto-created pool cannot be used.
+    #[error("pod {pod}: {reason}")]
+    AutoPool {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// Why.
+        reason: String,
+    },
+    /// No pool could give an address to a NIC and family: each candidate with its reason.
+    #[error("{}", crate::allocate::no_ip_message(.pod, .nic, *.family, .candidates))]
+    NoIpAvailable {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// The NIC.
+        nic: String,
+        /// The family.
+        family: IpFamily,
+        /// Every pool considered, in order, and why it gave nothing.
+        candidates: Vec<(String, crate::select::Rejection)>,
     },
     /// A malformed `ipam.spidernet.io/*` annotation.
     #[error(

@@ -61,10 +61,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod allocate;
 pub mod annotations;
 pub mod error;
 pub mod ip;
+pub mod ipam;
 pub mod model;
+pub mod request;
+pub mod select;
+pub mod store;
 pub mod table;
 pub mod validate;
 

@@ -1,0 +1,699 @@
+//! The allocation path: from a request and the objects it concerns to a [`Plan`].
+//!
+//! [`plan_allocate`] and [`plan_release`] are pure: they read a [`Snapshot`] and return the
+//! writes to make (each with the revision it was computed from) and the outcome. The driver
+//! ([`crate::ipam`]) reads the snapshot, applies the plan and retries on conflict.
+//!
+//! Ownership:
+//! - stateless pods (Deployment, ReplicaSet, Job, DaemonSet, bare pods, third-party
+//!   controllers): a repeated ADD of the same pod uid returns what its SpiderEndpoint records;
+//!   a new uid under the same name frees the old addresses and takes fresh ones; DEL frees.
+//! - stateful pods (StatefulSet, KubeVirt VM): the SpiderEndpoint keeps the addresses across
+//!   pod restarts (the pool records follow the new uid); DEL frees only when the ordinal is
+//!   beyond the replicas or the owner is gone. If the pod's candidate pools for the NIC no
+//!   longer include the recorded pool, the NIC moves to a new address from the new pools.
+//!
+//! Write order makes every prefix of a plan safe on stores without transactions: pool records
+//! first (they name the pod uid, so a retry finds and reuses them, and GC can free them), the
+//! SpiderEndpoint last.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::annotations::{PodAnnotations, DEFAULT_INTERFACE};
+use crate::ip::{IpFamily, IpSet};
+use crate::model::{
+    AddressSpec, IPAllocationDetail, Object, ObjectMeta, OwnerReference, PoolIPAllocation,
+    PoolIPAllocations, Route, SpiderEndpoint, SpiderIPPool, SpiderReservedIP, FINALIZER,
+};
+use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
+use crate::select::{candidates, Rejection};
+use crate::store::{Key, Revision, Write};
+use crate::Error;
+
+/// The objects a decision reads: every pool (selection looks at defaults, wildcards and auto
+/// pools), every reserved IP, and the pod's SpiderEndpoint if it exists.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every SpiderIPPool with its revision.
+    pub pools: Vec<(SpiderIPPool, Revision)>,
+    /// Every SpiderReservedIP.
+    pub reserved: Vec<SpiderReservedIP>,
+    /// The pod's SpiderEndpoint, if any, with its revision.
+    pub endpoint: Option<(SpiderEndpoint, Revision)>,
+}
+
+/// A decision: writes to apply in order, and what the caller gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Writes, each with the revision it was computed from; pools first, endpoint last.
+    pub writes: Vec<Write>,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// What a plan gives the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The pod's addresses, one entry per NIC (all NICs of the endpoint).
+    Allocated(Vec<IPAllocationDetail>),
+    /// Addresses freed (bare IP strings with their pool).
+    Released(Vec<(String, String)>),
+    /// Nothing to do (unknown pod, a stateful pod that keeps its addresses, …).
+    Unchanged,
+}
+
+/// The name of the pod's SpiderEndpoint (the VM's name for KubeVirt).
+pub fn endpoint_name(
+    pod_name: &str,
+    owner: Option<&crate::request::Owner>,
+    cfg: &IpamConfig,
+) -> String {
+    match owner {
+        Some(o) if cfg.enable_kubevirt_static_ip && o.is_kubevirt_vmi() => o.name.clone(),
+        _ => pod_name.to_string(),
+    }
+}
+
+fn is_stateful(owner: Option<&crate::request::Owner>, cfg: &IpamConfig) -> bool {
+    owner.is_some_and(|o| {
+        (cfg.enable_statefulset && o.is_statefulset())
+            || (cfg.enable_kubevirt_static_ip && o.is_kubevirt_vmi())
+    })
+}
+
+/// A pool being worked on during planning.
+struct PoolWork {
+    pool: SpiderIPPool,
+    revision: Revision,
+    family: IpFamily,
+    prefix: u8,
+    usable: IpSet,
+    allocated: IpSet,
+    records: PoolIPAllocations,
+    dirty: bool,
+}
+
+impl PoolWork {
+    fn load(pool: &SpiderIPPool, revision: &Revision) -> Result<Self, Error> {
+        let family = pool.spec.family()?;
+        let net = pool.spec.subnet_net()?;
+        Ok(PoolWork {
+            usable: pool.spec.total_ips()?,
+            allocated: pool.allocated_set()?,
+            records: pool.allocations()?,
+            pool: pool.clone(),
+            revision: revision.clone(),
+            family,
+            prefix: net.prefix_len(),
+            dirty: false,
+        })
+    }
+
+    fn insert(&mut self, ip: IpAddr, record: PoolIPAllocation) {
+        self.allocated.insert(ip);
+        self.records.insert(ip.to_string(), record);
+        self.dirty = true;
+    }
+
+    fn remove(&mut self, ip: &str) {
+        if self.records.remove(ip).is_some() {
+            if let Ok(addr) = ip.parse() {
+                self.allocated.remove(addr);
+            }
+            self.dirty = true;
+        }
+    }
+}
+
+/// An address taken for a NIC: the address, the pool's prefix length, the pool's gateway.
+type Taken = (IpAddr, u8, Option<String>);
+
+/// The working state of one plan.
+struct Planner<'a> {
+    snap: &'a Snapshot,
+    cfg: &'a IpamConfig,
+    work: BTreeMap<String, PoolWork>,
+    reserved: [IpSet; 2],
+}
+
+impl<'a> Planner<'a> {
+    fn new(snap: &'a Snapshot, cfg: &'a IpamConfig) -> Self {
+        Planner {
+            snap,
+            cfg,
+            work: BTreeMap::new(),
+            reserved: [
+                SpiderReservedIP::reserved_set(&snap.reserved, IpFamily::V4),
+                SpiderReservedIP::reserved_set(&snap.reserved, IpFamily::V6),
+            ],
+        }
+    }
+
+    fn pool(&mut self, name: &str) -> Result<Option<&mut PoolWork>, Error> {
+        if !self.work.contains_key(name) {
+            let Some((pool, rev)) = self
+                .snap
+                .pools
+                .iter()
+                .find(|(p, _)| p.metadata.name == name)
+            else {
+                return Ok(None);
+            };
+            self.work
+                .insert(name.to_string(), PoolWork::load(pool, rev)?);
+        }
+        Ok(self.work.get_mut(name))
+    }
+
+    fn reserved(&self, family: IpFamily) -> &IpSet {
+        match family {
+            IpFamily::V4 => &self.reserved[0],
+            IpFamily::V6 => &self.reserved[1],
+        }
+    }
+
+    /// Takes one address of `pool` for the pod's NIC: its existing record if it has one,
+    /// else the lowest free address. `Err(rejection)` when the pool has nothing to give.
+    fn take(
+        &mut self,
+        pool_name: &str,
+        uid: &str,
+        record_pod: &str,
+        nic: &str,
+        reuse_by_name: bool,
+    ) -> Result<Result<Taken, Rejection>, Error> {
+        let max = self.cfg.max_records_per_pool;
+        let family;
+        {
+            let Some(w) = self.pool(pool_name)? else {
+                return Ok(Err(Rejection::Corrupt {
+                    reason: "not found".into(),
+                }));
+            };
+            family = w.family;
+            let mine = w.records.iter().find(|(_, r)| {
+                let same_nic = r.interface.as_deref().is_none_or(|i| i == nic);
+                same_nic && (r.pod_uid == uid || (reuse_by_name && r.pod == record_pod))
+            });
+            if let Some((ip, rec)) = mine {
+                let (ip, rec) = (ip.clone(), rec.clone());
+                let addr: IpAddr = ip.parse().map_err(|_| Error::CorruptStatus {
+                    kind: SpiderIPPool::KIND.into(),
+                    name: pool_name.into(),
+                    field: "status.allocatedIPs".into(),
+                    reason: format!("record key {ip:?} is not an IP address"),
+                })?;
+                if rec.pod_uid != uid || rec.interface.is_none() {
+                    w.insert(addr, record(record_pod, uid, nic));
+                }
+                return Ok(Ok((addr, w.prefix, w.pool.spec.gateway.clone())));
+            }
+            if let Some(max) = max {
+                if w.records.len() >= max {
+                    return Ok(Err(Rejection::TooManyRecords { max }));
+                }
+            }
+        }
+        let reserved = self.reserved(family).clone();
+        let Some(w) = self.pool(pool_name)? else {
+            return Ok(Err(Rejection::Corrupt {
+                reason: "not found".into(),
+            }));
+        };
+        let Some(start) = w.usable.first() else {
+            return Ok(Err(Rejection::Exhausted { total: "0".into() }));
+        };
+        match w.usable.first_free(&[&w.allocated, &reserved], start) {
+            Some(ip) => {
+                w.insert(ip, record(record_pod, uid, nic));
+                Ok(Ok((ip, w.prefix, w.pool.spec.gateway.clone())))
+            }
+            None => {
+                let unallocated = w.usable.difference(&w.allocated);
+                if unallocated.is_empty() {
+                    Ok(Err(Rejection::Exhausted {
+                        total: w.usable.len().to_string(),
+                    }))
+                } else {
+                    Ok(Err(Rejection::AllFreeReserved {
+                        reserved: unallocated.len().to_string(),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Drops the records of `uid` (and, for a stateful pod, of `record_pod`) for `ip` in
+    /// `pool`; returns whether something was freed.
+    fn free(
+        &mut self,
+        pool_name: &str,
+        ip: &str,
+        uid: &str,
+        record_pod: Option<&str>,
+    ) -> Result<bool, Error> {
+        let Some(w) = self.pool(pool_name)? else {
+            return Ok(false);
+        };
+        let matches = w
+            .records
+            .get(ip)
+            .is_some_and(|r| r.pod_uid == uid || record_pod.is_some_and(|p| r.pod == p));
+        if matches {
+            w.remove(ip);
+        }
+        Ok(matches)
+    }
+
+    /// The pool writes, in pool-name order.
+    fn pool_writes(self) -> Vec<Write> {
+        self.work
+            .into_values()
+            .filter(|w| w.dirty)
+            .map(|mut w| {
+                w.pool.set_allocations(&w.records);
+                Write::Update {
+                    object: Object::IpPool(w.pool),
+                    expected: w.revision,
+                }
+            })
+            .collect()
+    }
+}
+
+fn record(pod: &str, uid: &str, nic: &str) -> PoolIPAllocation {
+    PoolIPAllocation {
+        pod: pod.to_string(),
+        pod_uid: uid.to_string(),
+        interface: Some(nic.to_string()),
+        extra: Default::default(),
+    }
+}
+
+/// The addresses an endpoint entry holds: (family, ip string, pool).
+fn entry_ips(d: &IPAllocationDetail) -> Vec<(IpFamily, String, String)> {
+    let mut out = Vec::new();
+    for (family, addr, pool) in [
+        (IpFamily::V4, &d.ipv4, &d.ipv4_pool),
+        (IpFamily::V6, &d.ipv6, &d.ipv6_pool),
+    ] {
+        if let (Some(addr), Some(pool)) = (addr, pool) {
+            let ip = addr.split('/').next().unwrap_or(addr).to_string();
+            out.push((family, ip, pool.clone()));
+        }
+    }
+    out
+}
+
+/// Decides a CNI ADD.
+pub fn plan_allocate(
+    req: &AllocateRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
+    let owner = req.owner.as_ref();
+    let ep_name = endpoint_name(&req.pod.name, owner, cfg);
+    let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
+    let stateful = is_stateful(owner, cfg);
+    let uid = req.pod.uid.as_str();
+    let mut planner = Planner::new(snap, cfg);
+
+    let pools: Vec<&SpiderIPPool> = snap.pools.iter().map(|(p, _)| p).collect();
+    let mut kept: Vec<IPAllocationDetail> = Vec::new();
+    let mut endpoint_changed = false;
+    if let Some((ep, _)) = &snap.endpoint {
+        let same_pod = ep.status.current.uid == uid;
+        if stateful {
+            // Drop NICs whose recorded pools are no longer candidates for the NIC being
+            // configured; keep the rest, following the new uid.
+            let current = candidates(req, &pools, cfg)?;
+            let wanted: Vec<&str> = current
+                .iter()
+                .filter(|n| n.nic == req.ifname)
+                .flat_map(|n| n.families.iter())
+                .flat_map(|f| {
+                    f.pools
+                        .iter()
+                        .map(String::as_str)
+                        .chain(f.rejected.iter().map(|(p, _)| p.as_str()))
+                })
+                .collect();
+            for d in &ep.status.current.ips {
+                let outdated = d.nic == req.ifname
+                    && entry_ips(d)
+                        .iter()
+                        .any(|(_, _, pool)| !wanted.contains(&pool.as_str()));
+                if outdated {
+                    for (_, ip, pool) in entry_ips(d) {
+                        planner.free(&pool, &ip, &ep.status.current.uid, Some(&record_pod))?;
+                    }
+                    endpoint_changed = true;
+                    continue;
+                }
+                for (_, ip, pool) in entry_ips(d) {
+                    if let Some(w) = planner.pool(&pool)? {
+                        if let Some(r) = w.records.get(&ip) {
+                            if r.pod != record_pod {
+                                return Err(Error::CorruptStatus {
+                                    kind: SpiderIPPool::KIND.into(),
+                                    name: pool.clone(),
+                                    field: "status.allocatedIPs".into(),
+                                    reason: format!(
+                                        "data broken: {ip} is recorded for {} but endpoint {record_pod} holds it",
+                                        r.pod
+                                    ),
+                                });
+                            }
+                            if r.pod_uid != uid {
+                                let addr: IpAddr =
+                                    ip.parse().map_err(|_| Error::CorruptStatus {
+                                        kind: SpiderIPPool::KIND.into(),
+                                        name: pool.clone(),
+                                        field: "status.allocatedIPs".into(),
+                                        reason: format!("record key {ip:?} is not an IP address"),
+                                    })?;
+                                w.insert(addr, record(&record_pod, uid, &d.nic));
+                            }
+                        } else if let Ok(addr) = ip.parse::<IpAddr>() {
+                            // The record was lost (e.g. freed by hand): take it back if free.
+                            if !w.allocated.contains(addr) && w.usable.contains(addr) {
+                                w.insert(addr, record(&record_pod, uid, &d.nic));
+                            }
+                        }
+                    }
+                }
+                kept.push(d.clone());
+            }
+            if !same_pod || ep.status.current.node != req.node {
+                endpoint_changed = true;
+            }
+        } else if same_pod {
+            kept = ep.status.current.ips.clone();
+        } else {
+            // A new pod under the same name: free what the old one held.
+            for d in &ep.status.current.ips {
+                for (_, ip, pool) in entry_ips(d) {
+                    planner.free(&pool, &ip, &ep.status.current.uid, None)?;
+                }
+            }
+            endpoint_changed = true;
+        }
+    }
+
+    let has_nic = |nic: &str, kept: &[IPAllocationDetail]| kept.iter().any(|d| d.nic == nic);
+    if has_nic(&req.ifname, &kept) && !endpoint_changed && planner.work.values().all(|w| !w.dirty) {
+        return Ok(Plan {
+            writes: Vec::new(),
+            outcome: Outcome::Allocated(kept),
+        });
+    }
+
+    let mut fresh: Vec<IPAllocationDetail> = Vec::new();
+    if !has_nic(&req.ifname, &kept) {
+        let annotations = PodAnnotations::parse(&req.pod_annotations)?;
+        for nic in candidates(req, &pools, cfg)? {
+            if has_nic(&nic.nic, &kept) {
+                continue;
+            }
+            let mut detail = IPAllocationDetail {
+                nic: nic.nic.clone(),
+                vlan: Some(0),
+                clean_gateway: Some(nic.clean_gateway),
+                ..IPAllocationDetail::default()
+            };
+            let mut subnets: Vec<ipnet::IpNet> = Vec::new();
+            for fam in &nic.families {
+                let mut tried: Vec<(String, Rejection)> = Vec::new();
+                let mut got = None;
+                for pool in &fam.pools {
+                    match planner.take(pool, uid, &record_pod, &nic.nic, stateful)? {
+                        Ok(taken) => {
+                            got = Some((pool.clone(), taken));
+                            break;
+                        }
+                        Err(why) => tried.push((pool.clone(), why)),
+                    }
+                }
+                let Some((pool, (ip, prefix, gateway))) = got else {
+                    tried.extend(fam.rejected.iter().cloned());
+                    return Err(Error::NoIpAvailable {
+                        pod: req.pod.namespaced_name(),
+                        nic: nic.nic.clone(),
+                        family: fam.family,
+                        candidates: tried,
+                    });
+                };
+                let net = ipnet::IpNet::new(ip, prefix).map(|n| n.trunc());
+                if let Ok(net) = net {
+                    subnets.push(net);
+                }
+                let routes = planner
+                    .work
+                    .get(&pool)
+                    .map(|w| w.pool.spec.routes().to_vec())
+                    .unwrap_or_default();
+                detail.routes.extend(routes);
+                let address = Some(format!("{ip}/{prefix}"));
+                match fam.family {
+                    IpFamily::V4 => {
+                        detail.ipv4 = address;
+                        detail.ipv4_pool = Some(pool);
+                        detail.ipv4_gateway = gateway;
+                    }
+                    IpFamily::V6 => {
+                        detail.ipv6 = address;
+                        detail.ipv6_pool = Some(pool);
+                        detail.ipv6_gateway = gateway;
+                    }
+                }
+            }
+            // Custom routes go to the NIC whose subnet holds their gateway.
+            for r in &annotations.routes {
+                if let Ok(gw) = r.gw.parse::<IpAddr>() {
+                    if subnets.iter().any(|n| n.contains(&gw)) {
+                        detail.routes.push(Route::new(&r.dst, &r.gw));
+                    }
+                }
+            }
+            fresh.push(detail);
+        }
+    }
+
+    let mut ips = kept;
+    ips.extend(fresh);
+    let mut writes = planner.pool_writes();
+    let endpoint = build_endpoint(req, snap, &ep_name, stateful, ips.clone());
+    writes.push(match &snap.endpoint {
+        Some((_, rev)) => Write::Update {
+            object: Object::Endpoint(endpoint),
+            expected: rev.clone(),
+        },
+        None => Write::Create(Object::Endpoint(endpoint)),
+    });
+    Ok(Plan {
+        writes,
+        outcome: Outcome::Allocated(ips),
+    })
+}
+
+fn build_endpoint(
+    req: &AllocateRequest,
+    snap: &Snapshot,
+    ep_name: &str,
+    stateful: bool,
+    ips: Vec<IPAllocationDetail>,
+) -> SpiderEndpoint {
+    let mut ep = match &snap.endpoint {
+        Some((ep, _)) => ep.clone(),
+        None => SpiderEndpoint::new(&req.pod.namespace, ep_name),
+    };
+    if !ep.metadata.finalizers.iter().any(|f| f == FINALIZER) {
+        ep.metadata.finalizers.push(FINALIZER.to_string());
+    }
+    // Stateless endpoints belong to their pod (Kubernetes deletes them with it); stateful
+    // ones outlive pods.
+    ep.metadata.owner_references.retain(|o| o.kind != "Pod");
+    if !stateful {
+        ep.metadata.owner_references.push(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: req.pod.name.clone(),
+            uid: req.pod.uid.clone(),
+            controller: None,
+            block_owner_deletion: None,
+            extra: Default::default(),
+        });
+    }
+    ep.status.current.uid = req.pod.uid.clone();
+    ep.status.current.node = req.node.clone();
+    ep.status.current.ips = ips;
+    let (kind, name) = match &req.owner {
+        Some(o) if o.is_kubevirt_vmi() => ("KubevirtVMI".to_string(), o.name.clone()),
+        Some(o) => (o.kind.clone(), o.name.clone()),
+        None => ("Pod".to_string(), req.pod.name.clone()),
+    };
+    ep.status.owner_controller_type = kind;
+    ep.status.owner_controller_name = name;
+    ep.metadata = ObjectMeta {
+        namespace: Some(req.pod.namespace.clone()),
+        ..ep.metadata
+    };
+    ep
+}
+
+/// Decides a CNI DEL (or a garbage-collection release).
+pub fn plan_release(
+    req: &ReleaseRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
+    let unchanged = Ok(Plan {
+        writes: Vec::new(),
+        outcome: Outcome::Unchanged,
+    });
+    let uid = req.pod.uid.as_str();
+    if uid.is_empty() {
+        return unchanged;
+    }
+    let owner = req.owner.as_ref();
+    let stateful = is_stateful(owner, cfg);
+    if stateful && owner.is_some_and(|o| o.keeps_stateful_pod(&req.pod.name)) {
+        return unchanged;
+    }
+    if !stateful && req.pod_alive {
+        return unchanged;
+    }
+    let ep_name = endpoint_name(&req.pod.name, owner, cfg);
+    let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
+    let mut planner = Planner::new(snap, cfg);
+    let mut released = Vec::new();
+    let mut delete_endpoint = None;
+    if let Some((ep, rev)) = &snap.endpoint {
+        let ours = ep.status.current.uid == uid || stateful;
+        if ours {
+            let holder = ep.status.current.uid.clone();
+            for d in &ep.status.current.ips {
+                for (_, ip, pool) in entry_ips(d) {
+                    let by_name = stateful.then_some(record_pod.as_str());
+                    if planner.free(&pool, &ip, &holder, by_name)? {
+                        released.push((ip, pool));
+                    }
+                }
+            }
+            delete_endpoint = Some(Write::Delete {
+                key: Key::endpoint(&req.pod.namespace, &ep_name),
+                expected: rev.clone(),
+            });
+        }
+    }
+    // Records of this pod uid that no endpoint names (a crash between the pool write and the
+    // endpoint write) are freed too.
+    for (pool, _) in &snap.pools {
+        let name = pool.metadata.name.clone();
+        let stray: Vec<String> = match pool.allocations() {
+            Ok(records) => records
+                .iter()
+                .filter(|(_, r)| r.pod_uid == uid && r.pod == record_pod)
+                .map(|(ip, _)| ip.clone())
+                .collect(),
+            Err(_) => continue,
+        };
+        for ip in stray {
+            if planner.free(&name, &ip, uid, None)? {
+                released.push((ip, name.clone()));
+            }
+        }
+    }
+    let mut writes = planner.pool_writes();
+    writes.extend(delete_endpoint);
+    if writes.is_empty() {
+        return unchanged;
+    }
+    released.sort();
+    released.dedup();
+    Ok(Plan {
+        writes,
+        outcome: Outcome::Released(released),
+    })
+}
+
+/// The message of [`Error::NoIpAvailable`]: Spiderpool's wording first (`all IP addresses
+/// used out` when every eligible pool is exhausted, `no IPPool available` when none is
+/// eligible), then each pool and its reason.
+pub(crate) fn no_ip_message(
+    pod: &str,
+    nic: &str,
+    family: IpFamily,
+    candidates: &[(String, Rejection)],
+) -> String {
+    let eligible: Vec<&(String, Rejection)> = candidates
+        .iter()
+        .filter(|(_, r)| r.is_exhaustion())
+        .collect();
+    let head = if !eligible.is_empty() && eligible.len() == candidates.len() {
+        "all IP addresses used out".to_string()
+    } else if eligible.is_empty() {
+        format!("no IPPool available, all {family} IPPools of {nic} filtered out")
+    } else {
+        "all IP addresses used out".to_string()
+    };
+    let detail: Vec<String> = candidates
+        .iter()
+        .map(|(pool, why)| format!("IPPool {pool}: {why}"))
+        .collect();
+    format!(
+        "{head}: failed to allocate any {family} IP address to NIC {nic} of pod {pod}; {}",
+        if detail.is_empty() {
+            "no candidate IPPool".to_string()
+        } else {
+            detail.join("; ")
+        }
+    )
+}
+
+/// The default interface name, for callers building requests.
+pub const DEFAULT_NIC: &str = DEFAULT_INTERFACE;
+
+/// Frees records of `req`'s pod uid that its SpiderEndpoint does not list: what a failed or
+/// interrupted allocation may have written on a store without transactions. Used by the
+/// driver when an allocation finally fails, so that retries leak nothing.
+pub fn plan_forget_unrecorded(
+    req: &AllocateRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
+    let uid = req.pod.uid.as_str();
+    let ep_name = endpoint_name(&req.pod.name, req.owner.as_ref(), cfg);
+    let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
+    let listed: Vec<(String, String)> = snap
+        .endpoint
+        .iter()
+        .flat_map(|(ep, _)| ep.status.current.ips.iter())
+        .flat_map(|d| entry_ips(d).into_iter().map(|(_, ip, pool)| (pool, ip)))
+        .collect();
+    let mut planner = Planner::new(snap, cfg);
+    let mut released = Vec::new();
+    for (pool, _) in &snap.pools {
+        let name = &pool.metadata.name;
+        let Ok(records) = pool.allocations() else {
+            continue;
+        };
+        for (ip, r) in &records {
+            if r.pod_uid == uid
+                && r.pod == record_pod
+                && !listed.contains(&(name.clone(), ip.clone()))
+                && planner.free(name, ip, uid, None)?
+            {
+                released.push((ip.clone(), name.clone()));
+            }
+        }
+    }
+    let writes = planner.pool_writes();
+    let outcome = if writes.is_empty() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Released(released)
+    };
+    Ok(Plan { writes, outcome })
+}

@@ -1,0 +1,181 @@
+//! The driver: read a snapshot, plan in the core, write with compare-and-swap, retry.
+//!
+//! [`Ipam`] is generic over the [`Store`]. Each operation reads the objects it needs, asks
+//! [`crate::allocate`] for a [`Plan`], and commits the plan's writes, each guarded by the
+//! revision it was computed from. A conflict (someone else wrote first) means the plan was
+//! computed from stale data: it is thrown away, and the operation starts again from a fresh
+//! read, up to [`Ipam::with_retries`] times with the pauses of an injected [`Pause`]. A
+//! decision is therefore never applied on top of data it did not see.
+
+use async_trait::async_trait;
+
+use crate::allocate::{
+    endpoint_name, plan_allocate, plan_forget_unrecorded, plan_release, Outcome, Plan, Snapshot,
+};
+use crate::model::{IPAllocationDetail, Object, SpiderIPPool, SpiderReservedIP};
+use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
+use crate::store::{Key, Store};
+use crate::Error;
+
+/// Waits between retries. The core has no clock or runtime: the caller supplies the pause
+/// (e.g. `tokio::time::sleep` with exponential backoff and jitter).
+#[async_trait]
+pub trait Pause: Send + Sync {
+    /// Waits before retry number `attempt` (1 for the first retry).
+    async fn pause(&self, attempt: u32);
+}
+
+/// Retries at once. Fine for in-process stores; real deployments inject a backoff.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPause;
+
+#[async_trait]
+impl Pause for NoPause {
+    async fn pause(&self, _attempt: u32) {}
+}
+
+/// The IPAM engine over a store.
+pub struct Ipam<S: Store> {
+    store: S,
+    cfg: IpamConfig,
+    retries: u32,
+    pause: Box<dyn Pause>,
+}
+
+impl<S: Store> Ipam<S> {
+    /// An engine with the default configuration, 16 retries and no pause between them.
+    pub fn new(store: S) -> Self {
+        Ipam {
+            store,
+            cfg: IpamConfig::default(),
+            retries: 16,
+            pause: Box::new(NoPause),
+        }
+    }
+
+    /// Sets the configuration.
+    pub fn with_config(mut self, cfg: IpamConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Sets how many times a conflicting operation is retried, and how to wait in between.
+    pub fn with_retries(mut self, retries: u32, pause: impl Pause + 'static) -> Self {
+        self.retries = retries;
+        self.pause = Box::new(pause);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IpamConfig {
+        &self.cfg
+    }
+
+    /// Reads what a decision for `namespace/endpoint` needs.
+    pub async fn snapshot(&self, namespace: &str, endpoint: &str) -> Result<Snapshot, Error> {
+        let mut snap = Snapshot::default();
+        for s in self.store.list(SpiderIPPool::KIND).await? {
+            if let Object::IpPool(p) = s.object {
+                snap.pools.push((p, s.revision));
+            }
+        }
+        for s in self.store.list(SpiderReservedIP::KIND).await? {
+            if let Object::ReservedIp(r) = s.object {
+                snap.reserved.push(r);
+            }
+        }
+        if let Some(s) = self.store.get(&Key::endpoint(namespace, endpoint)).await? {
+            if let Object::Endpoint(e) = s.object {
+                snap.endpoint = Some((e, s.revision));
+            }
+        }
+        Ok(snap)
+    }
+
+    /// CNI ADD: the pod's addresses, one entry per NIC (all of the pod's NICs). All or
+    /// nothing: on failure, nothing this request took stays taken.
+    pub async fn allocate(&self, req: &AllocateRequest) -> Result<Vec<IPAllocationDetail>, Error> {
+        let ep = endpoint_name(&req.pod.name, req.owner.as_ref(), &self.cfg);
+        let result = self
+            .run(&req.pod.namespace, &ep, |snap| {
+                plan_allocate(req, snap, &self.cfg)
+            })
+            .await;
+        match result {
+            Ok(Outcome::Allocated(ips)) => Ok(ips),
+            Ok(other) => Err(Error::Unsupported {
+                what: format!("allocation planned {other:?}"),
+            }),
+            Err(e) => {
+                // Stores without transactions may hold records of a partly applied plan.
+                if !self.store.is_atomic() {
+                    let _ = self
+                        .run(&req.pod.namespace, &ep, |snap| {
+                            plan_forget_unrecorded(req, snap, &self.cfg)
+                        })
+                        .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// CNI DEL: frees what the pod holds unless it keeps it (a live pod, a stateful pod still
+    /// wanted). Unknown pods and repeated releases succeed and change nothing.
+    pub async fn release(&self, req: &ReleaseRequest) -> Result<Outcome, Error> {
+        let ep = endpoint_name(&req.pod.name, req.owner.as_ref(), &self.cfg);
+        self.run(&req.pod.namespace, &ep, |snap| {
+            plan_release(req, snap, &self.cfg)
+        })
+        .await
+    }
+
+    /// Read, plan, commit; again from a fresh read on conflict.
+    async fn run(
+        &self,
+        namespace: &str,
+        endpoint: &str,
+        plan: impl Fn(&Snapshot) -> Result<Plan, Error> + Send + Sync,
+    ) -> Result<Outcome, Error> {
+        let mut attempt = 0;
+        loop {
+            let snap = self.snapshot(namespace, endpoint).await?;
+            let plan = plan(&snap)?;
+            if plan.writes.is_empty() {
+                return Ok(plan.outcome);
+            }
+            match self.store.commit(plan.writes).await {
+                Ok(()) => return Ok(plan.outcome),
+                Err(e) if is_retryable(&e) && attempt < self.retries => {
+                    attempt += 1;
+                    self.pause.pause(attempt).await;
+                }
+                Err(e) if is_retryable(&e) => {
+                    return Err(Error::Unavailable {
+                        reason: format!(
+                            "exhaust all retries ({} times) for {namespace}/{endpoint}: {e}",
+                            self.retries
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Errors after which a fresh read and a new plan may succeed.
+pub fn is_retryable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Conflict { .. }
+            | Error::AlreadyExists { .. }
+            | Error::NotFound { .. }
+            | Error::Unavailable { .. }
+    )
+}

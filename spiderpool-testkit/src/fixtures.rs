@@ -1,0 +1,103 @@
+//! Builders for objects and requests used by the scenarios.
+
+use std::collections::BTreeMap;
+
+use spiderpool_core::model::{parse_documents, Object, SpiderIPPool, SpiderReservedIP};
+use spiderpool_core::request::{AllocateRequest, Owner, PodRef, ReleaseRequest};
+use spiderpool_core::store::Store;
+use spiderpool_core::validate::{mutate_ippool, mutate_reservedip, AdmissionConfig};
+
+/// A pool named `name` from a YAML `spec` body (indented by the caller or not), defaulted as
+/// admission would.
+pub fn pool(name: &str, spec: &str) -> SpiderIPPool {
+    let body: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    let yaml = format!(
+        "apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata:\n  name: {name}\nspec:\n{body}"
+    );
+    let Object::IpPool(mut p) = parse_documents("fixture", &yaml).unwrap().remove(0).object else {
+        panic!("not a pool")
+    };
+    mutate_ippool(&mut p, &[], &AdmissionConfig::default());
+    p
+}
+
+/// A reserved-IP object.
+pub fn reserved(name: &str, ips: &[&str]) -> SpiderReservedIP {
+    let mut r = SpiderReservedIP::new(
+        name,
+        spiderpool_core::model::ReservedIPSpec {
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+    );
+    mutate_reservedip(&mut r);
+    r
+}
+
+/// Stores a pool.
+pub async fn put_pool<S: Store + ?Sized>(store: &S, name: &str, spec: &str) {
+    store
+        .create(Object::IpPool(pool(name, spec)))
+        .await
+        .unwrap();
+}
+
+/// A request for pod `ns/name` with `uid` on NIC `eth0` of node `node-1`.
+pub fn add(ns: &str, name: &str, uid: &str) -> AllocateRequest {
+    AllocateRequest {
+        pod: PodRef::new(ns, name, uid),
+        container_id: format!("ctr-{uid}"),
+        ifname: "eth0".into(),
+        node: "node-1".into(),
+        ..AllocateRequest::default()
+    }
+}
+
+/// The same request with pod annotations.
+pub fn with_annotations(mut req: AllocateRequest, pairs: &[(&str, &str)]) -> AllocateRequest {
+    req.pod_annotations = map(pairs);
+    req
+}
+
+/// A string map.
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A release of pod `ns/name` with `uid` (pod gone).
+pub fn del(ns: &str, name: &str, uid: &str) -> ReleaseRequest {
+    ReleaseRequest {
+        pod: PodRef::new(ns, name, uid),
+        ifname: "eth0".into(),
+        ..ReleaseRequest::default()
+    }
+}
+
+/// A StatefulSet owner with `replicas`.
+pub fn statefulset(name: &str, replicas: i64) -> Owner {
+    Owner {
+        api_version: "apps/v1".into(),
+        kind: "StatefulSet".into(),
+        name: name.into(),
+        uid: format!("sts-{name}"),
+        exists: true,
+        replicas: Some(replicas),
+        ordinals_start: None,
+    }
+}
+
+/// A Deployment owner.
+pub fn deployment(name: &str) -> Owner {
+    Owner {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: name.into(),
+        uid: format!("deploy-{name}"),
+        exists: true,
+        replicas: None,
+        ordinals_start: None,
+    }
+}
