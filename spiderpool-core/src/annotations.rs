@@ -171,8 +171,16 @@ impl IpNumber {
         };
         let n: i64 = parse_go_int(digits)
             .filter(|_| !digits.starts_with('+'))
-            .ok_or_else(|| bad(&format!("invalid input '{value}'")))?;
-        let n = u64::try_from(n).map_err(|_| bad("value must equal or greater than 0"))?;
+            .ok_or_else(|| {
+                bad(&format!(
+                    "invalid input '{value}': strconv.Atoi: parsing {digits:?}: invalid syntax"
+                ))
+            })?;
+        let n = u64::try_from(n).map_err(|_| {
+            bad(&format!(
+                "subnet '{ANNO_IPPOOL_IP_NUMBER}' value must equal or greater than 0"
+            ))
+        })?;
         Ok(if flexible {
             IpNumber::Flexible(n)
         } else {
@@ -240,23 +248,35 @@ impl PodAnnotations {
     pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Self, Error> {
         let mut out = PodAnnotations::default();
         if let Some(v) = annotations.get(ANNO_IPPOOL) {
-            out.ippool = parse_json(ANNO_IPPOOL, v, |j| pool_choice(ANNO_IPPOOL, v, j))?;
+            // Present but `null` or `{}`: this source is chosen and names no pool.
+            out.ippool = Some(
+                parse_json(ANNO_IPPOOL, v, |j| pool_choice(ANNO_IPPOOL, v, j))?.unwrap_or_default(),
+            );
         }
         if let Some(v) = annotations.get(ANNO_IPPOOLS) {
-            out.ippools = parse_json(ANNO_IPPOOLS, v, |j| nic_pools(v, j))?;
+            out.ippools = Some(
+                parse_json(ANNO_IPPOOLS, v, |j| nic_pools(v, j))?.ok_or_else(|| {
+                    pod_error(ANNO_IPPOOLS, v, "value requires at least one item")
+                })?,
+            );
         }
-        if let Some(v) = annotations.get(ANNO_SUBNET) {
-            out.subnet = parse_json(ANNO_SUBNET, v, |j| {
+        if let Some(v) = annotations.get(ANNO_SUBNETS) {
+            // `subnets` wins; `subnet` is then ignored, as in Spiderpool.
+            out.subnets = Some(
+                parse_json(ANNO_SUBNETS, v, |j| subnets(v, j))?
+                    .ok_or_else(|| pod_error(ANNO_SUBNETS, v, "no subnets specified"))?,
+            );
+        } else if let Some(v) = annotations.get(ANNO_SUBNET) {
+            let item = parse_json(ANNO_SUBNET, v, |j| {
                 let mut item = nic_subnets(ANNO_SUBNET, v, j)?;
                 if item.interface.is_empty() {
                     item.interface = DEFAULT_INTERFACE.to_string();
                 }
-                check_subnet_item(ANNO_SUBNET, v, &item)?;
+                check_subnet_item(ANNO_SUBNET, v, &item, "single interface")?;
                 Ok(item)
             })?;
-        }
-        if let Some(v) = annotations.get(ANNO_SUBNETS) {
-            out.subnets = parse_json(ANNO_SUBNETS, v, |j| subnets(v, j))?;
+            out.subnet =
+                Some(item.ok_or_else(|| pod_error(ANNO_SUBNET, v, "no subnets specified"))?);
         }
         if let Some(v) = annotations.get(ANNO_IPPOOL_IP_NUMBER) {
             out.ip_number = Some(IpNumber::parse(v)?);
@@ -266,7 +286,7 @@ impl PodAnnotations {
                 pod_error(
                     ANNO_IPPOOL_RECLAIM,
                     v,
-                    format!("invalid syntax for a boolean: {v:?}"),
+                    format!("strconv.ParseBool: parsing {v:?}: invalid syntax"),
                 )
             })?);
         }
@@ -498,22 +518,25 @@ fn nic_subnets(key: &str, value: &str, v: &Value) -> Result<NicSubnets, Error> {
     })
 }
 
-fn check_subnet_item(key: &str, value: &str, item: &NicSubnets) -> Result<(), Error> {
+fn check_subnet_item(key: &str, value: &str, item: &NicSubnets, mode: &str) -> Result<(), Error> {
+    // Only the first name per family is used, so only it must be non-empty.
+    for (family, names) in [("IPv4", &item.ipv4), ("IPv6", &item.ipv6)] {
+        if names.first().is_some_and(String::is_empty) {
+            return Err(pod_error(
+                key,
+                value,
+                format!("it's invalid to set an empty {family} subnet with {mode}"),
+            ));
+        }
+    }
     if item.ipv4.is_empty() && item.ipv6.is_empty() {
         return Err(pod_error(
             key,
             value,
             format!(
-                "interface {}: at least one of ipv4 and ipv6 must name a SpiderSubnet",
+                "it's invalid to set dual empty subnet with {mode} (interface {:?})",
                 item.interface
             ),
-        ));
-    }
-    if item.ipv4.iter().chain(&item.ipv6).any(String::is_empty) {
-        return Err(pod_error(
-            key,
-            value,
-            format!("interface {}: empty SpiderSubnet name", item.interface),
         ));
     }
     Ok(())
@@ -525,20 +548,24 @@ fn subnets(value: &str, v: &Value) -> Result<Vec<NicSubnets>, Error> {
         .as_array()
         .ok_or_else(|| pod_error(key, value, format!("expected a JSON list, found {v}")))?;
     if items.is_empty() {
-        return Err(pod_error(key, value, "value requires at least one item"));
+        return Err(pod_error(key, value, "no subnets specified"));
     }
     let mut out: Vec<NicSubnets> = Vec::with_capacity(items.len());
     for item in items {
         let mut s = nic_subnets(key, value, item)?;
-        if s.interface.is_empty() {
+        if s.interface.is_empty() && items.len() == 1 {
+            // Ours: a lone unnamed item serves the first NIC (Spiderpool leaves it unnamed).
             s.interface = DEFAULT_INTERFACE.to_string();
         }
-        check_subnet_item(key, value, &s)?;
+        check_subnet_item(key, value, &s, "multiple interfaces")?;
         if out.iter().any(|o| o.interface == s.interface) {
             return Err(pod_error(
                 key,
                 value,
-                format!("duplicate interface {}", s.interface),
+                format!(
+                    "it's invalid to use the same Interface name for multiple interfaces ({:?})",
+                    s.interface
+                ),
             ));
         }
         for family in IpFamily::ALL {
@@ -548,7 +575,7 @@ fn subnets(value: &str, v: &Value) -> Result<Vec<NicSubnets>, Error> {
                         key,
                         value,
                         format!(
-                            "SpiderSubnet {name} is used by both interface {} and {}",
+                            "it's invalid to use the same subnet for multiple interfaces ({name} on {} and {})",
                             o.interface, s.interface
                         ),
                     ));
@@ -580,7 +607,7 @@ fn routes(value: &str, v: &Value) -> Result<Vec<Route>, Error> {
 
 /// A route whose `dst` is a CIDR and `gw` an address, both of one family.
 fn check_route_any_family(route: &Route) -> Result<(), Error> {
-    let input = format!("{} via {}", route.dst, route.gw);
+    let input = format!("dst: {}, gw: {}", route.dst, route.gw);
     let dst = parse_cidr(None, &route.dst).map_err(|e| Error::InvalidRoute {
         family: None,
         input: input.clone(),

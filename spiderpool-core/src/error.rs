@@ -49,7 +49,7 @@ pub enum Error {
         canonical: String,
     },
     /// A route whose `dst` or `gw` is malformed.
-    #[error("invalid route format{} '{input}': {reason}", family_suffix(.family))]
+    #[error("invalid route format{} '{input}' ({reason})", family_suffix(.family))]
     InvalidRoute {
         /// The family required, if any.
         family: Option<IpFamily>,

@@ -70,12 +70,18 @@ pub enum Rejection {
     Disabled,
     /// Of the other family.
     WrongFamily,
-    /// `nodeName`/`nodeAffinity` does not admit the pod's node.
-    NodeMismatch,
-    /// `namespaceName`/`namespaceAffinity` does not admit the pod's namespace.
-    NamespaceMismatch,
-    /// `podAffinity` does not admit the pod (for an auto pool: another application's pool).
-    PodMismatch,
+    /// `nodeName` does not list the pod's node.
+    NodeName,
+    /// `nodeAffinity` does not match the node's labels.
+    NodeAffinity,
+    /// `namespaceName` does not list the pod's namespace.
+    NamespaceName,
+    /// `namespaceAffinity` does not match the namespace's labels.
+    NamespaceAffinity,
+    /// `podAffinity` does not match the pod's labels.
+    PodAffinity,
+    /// An auto-created pool of another application.
+    OtherApplication,
     /// `multusName` does not list the NIC's network attachment.
     MultusMismatch,
     /// Every usable address is allocated.
@@ -115,13 +121,18 @@ impl Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rejection::Terminating => f.write_str("terminating"),
-            Rejection::Disabled => f.write_str("disabled"),
-            Rejection::WrongFamily => f.write_str("wrong IP family"),
-            Rejection::NodeMismatch => f.write_str("unmatched node"),
-            Rejection::NamespaceMismatch => f.write_str("unmatched namespace"),
-            Rejection::PodMismatch => f.write_str("unmatched pod affinity"),
-            Rejection::MultusMismatch => f.write_str("unmatched multus network"),
+            Rejection::Terminating => f.write_str("terminating IPPool"),
+            Rejection::Disabled => f.write_str("disabled IPPool"),
+            Rejection::WrongFamily => f.write_str("IPPool of the other IP version"),
+            Rejection::NodeName => f.write_str("unmatched Node name"),
+            Rejection::NodeAffinity => f.write_str("unmatched Node affinity"),
+            Rejection::NamespaceName => f.write_str("unmatched Namespace name"),
+            Rejection::NamespaceAffinity => f.write_str("unmatched Namespace affinity"),
+            Rejection::PodAffinity => f.write_str("unmatched Pod affinity"),
+            Rejection::OtherApplication => {
+                f.write_str("unmatched Pod affinity of auto-created IPPool (another application's)")
+            }
+            Rejection::MultusMismatch => f.write_str("unmatched multusName"),
             Rejection::Exhausted { total } => {
                 write!(f, "exhausted, all {total} addresses allocated")
             }
@@ -408,12 +419,12 @@ fn expand_wildcards(choice: &mut PoolChoice, pools: &[&SpiderIPPool]) {
             IpFamily::V4 => &mut choice.ipv4,
             IpFamily::V6 => &mut choice.ipv6,
         };
-        if !names.iter().any(|n| n.contains(['*', '?', '['])) {
+        if !names.iter().any(|n| is_pattern(n)) {
             continue;
         }
         let mut out = Vec::with_capacity(names.len());
         for name in names.iter() {
-            if !name.contains(['*', '?', '[']) {
+            if !is_pattern(name) {
                 out.push(name.clone());
                 continue;
             }
@@ -429,6 +440,11 @@ fn expand_wildcards(choice: &mut PoolChoice, pools: &[&SpiderIPPool]) {
         }
         *names = out;
     }
+}
+
+/// Spiderpool's `HasWildcardInStr`: `*`, `?`, or a `[…]` class.
+fn is_pattern(name: &str) -> bool {
+    name.contains(['*', '?']) || (name.contains('[') && name.contains(']'))
 }
 
 /// Spiderpool's filters, in its order; `None` when the pool is eligible.
@@ -451,20 +467,20 @@ fn filter(
     }
     if !spec.node_name.is_empty() {
         if !spec.node_name.contains(&req.node) {
-            return Some(Rejection::NodeMismatch);
+            return Some(Rejection::NodeName);
         }
     } else if let Some(sel) = &spec.node_affinity {
         if !sel.matches(&req.node_labels) {
-            return Some(Rejection::NodeMismatch);
+            return Some(Rejection::NodeAffinity);
         }
     }
     if !spec.namespace_name.is_empty() {
         if !spec.namespace_name.contains(&req.pod.namespace) {
-            return Some(Rejection::NamespaceMismatch);
+            return Some(Rejection::NamespaceName);
         }
     } else if let Some(sel) = &spec.namespace_affinity {
         if !sel.matches(&req.namespace_labels) {
-            return Some(Rejection::NamespaceMismatch);
+            return Some(Rejection::NamespaceAffinity);
         }
     }
     if let Some(sel) = &spec.pod_affinity {
@@ -474,10 +490,10 @@ fn filter(
                 .match_labels
                 .iter()
                 .all(|(k, v)| app.get(k.as_str()) == Some(&v.as_str()));
-            return (!ok).then_some(Rejection::PodMismatch);
+            return (!ok).then_some(Rejection::OtherApplication);
         }
         if !sel.matches(&req.pod_labels) {
-            return Some(Rejection::PodMismatch);
+            return Some(Rejection::PodAffinity);
         }
     }
     if !spec.multus_name.is_empty() {

@@ -37,7 +37,11 @@ fn ippool_annotation_as_in_the_seeds() {
     // Go's encoding/json matches keys case-insensitively and ignores unknown ones.
     let a = parse(ANNO_IPPOOL, r#"{"IPv4":["a","b*"],"IPV6":["c"],"note":1}"#).unwrap();
     assert_eq!(a.ippool.unwrap().ipv6, vec!["c"]);
-    assert_eq!(parse(ANNO_IPPOOL, "null").unwrap().ippool, None);
+    // Present but null: the source is chosen and names no pool (Spiderpool does the same).
+    assert_eq!(
+        parse(ANNO_IPPOOL, "null").unwrap().ippool,
+        Some(PoolChoice::default())
+    );
     assert_bad(ANNO_IPPOOL, "{ipv4: [a]}", "key must be a string");
     assert_bad(ANNO_IPPOOL, r#"{"ipv4":"a"}"#, "expected a list of strings");
     assert_bad(ANNO_IPPOOL, r#"["a"]"#, "expected a JSON object");
@@ -71,6 +75,14 @@ fn ippools_annotation_rules() {
     assert!(unnamed.nic_pools_for("eth0").unwrap().is_some());
 
     assert_bad(ANNO_IPPOOLS, "[]", "value requires at least one item");
+    assert_bad(ANNO_IPPOOLS, "null", "value requires at least one item");
+    // Go's decoder matches keys case-insensitively: `cleanGateway` is `cleangateway`.
+    let a = parse(
+        ANNO_IPPOOLS,
+        r#"[{"Interface":"eth0","IPv4":["a"],"cleanGateway":true}]"#,
+    )
+    .unwrap();
+    assert!(a.ippools.unwrap()[0].clean_gateway);
     assert_bad(
         ANNO_IPPOOLS,
         r#"[{"interface":"eth0"},{"ipv4":["b"]}]"#,
@@ -104,9 +116,16 @@ fn subnet_annotations() {
     assert_bad(
         ANNO_SUBNET,
         r#"{"interface":"eth0"}"#,
-        "at least one of ipv4 and ipv6",
+        "it's invalid to set dual empty subnet with single interface",
     );
-    assert_bad(ANNO_SUBNET, r#"{"ipv4":[""]}"#, "empty SpiderSubnet name");
+    assert_bad(
+        ANNO_SUBNET,
+        r#"{"ipv4":[""]}"#,
+        "it's invalid to set an empty IPv4 subnet with single interface",
+    );
+    assert_bad(ANNO_SUBNET, "null", "no subnets specified");
+    // Only the first name counts, so only it must be non-empty.
+    assert!(parse(ANNO_SUBNET, r#"{"ipv4":["s1",""]}"#).is_ok());
 
     let a = parse(
         ANNO_SUBNETS,
@@ -114,17 +133,40 @@ fn subnet_annotations() {
     )
     .unwrap();
     assert_eq!(a.subnets.unwrap().len(), 2);
-    assert_bad(ANNO_SUBNETS, "[]", "value requires at least one item");
+    assert_bad(ANNO_SUBNETS, "[]", "no subnets specified");
+    assert_bad(ANNO_SUBNETS, "null", "no subnets specified");
+    assert_bad(
+        ANNO_SUBNETS,
+        r#"[{"interface":"eth0","ipv6":[""]}]"#,
+        "it's invalid to set an empty IPv6 subnet with multiple interfaces",
+    );
+    assert_bad(
+        ANNO_SUBNETS,
+        r#"[{"interface":"eth0"}]"#,
+        "it's invalid to set dual empty subnet with multiple interfaces",
+    );
     assert_bad(
         ANNO_SUBNETS,
         r#"[{"interface":"eth0","ipv4":["s1"]},{"interface":"eth0","ipv4":["s2"]}]"#,
-        "duplicate interface eth0",
+        "it's invalid to use the same Interface name for multiple interfaces",
+    );
+    assert_bad(
+        ANNO_SUBNETS,
+        r#"[{"ipv4":["a"]},{"ipv4":["b"]}]"#,
+        "it's invalid to use the same Interface name for multiple interfaces",
     );
     assert_bad(
         ANNO_SUBNETS,
         r#"[{"interface":"eth0","ipv4":["s1"]},{"interface":"net1","ipv4":["s1"]}]"#,
-        "SpiderSubnet s1 is used by both interface eth0 and net1",
+        "it's invalid to use the same subnet for multiple interfaces (s1 on eth0 and net1)",
     );
+    // `subnets` wins over `subnet`.
+    let both = PodAnnotations::parse(&annos(&[
+        (ANNO_SUBNETS, r#"[{"interface":"eth0","ipv4":["a"]}]"#),
+        (ANNO_SUBNET, "not json"),
+    ]))
+    .unwrap();
+    assert!(both.subnet.is_none() && both.subnets.is_some());
 }
 
 #[test]
@@ -134,8 +176,12 @@ fn ip_number_fixed_and_flexible() {
     assert_eq!(IpNumber::parse("+3").unwrap().size(2), 5);
     assert_eq!(IpNumber::parse("5").unwrap().size(2), 5);
     assert_eq!(IpNumber::parse("0").unwrap(), IpNumber::Fixed(0));
+    assert_eq!(IpNumber::parse("+0").unwrap(), IpNumber::Flexible(0));
     assert_eq!(IpNumber::Flexible(3).to_string(), "+3");
-    for bad in ["++1", "+ 2", "2.0", "", "abc", "+", " 1"] {
+    // Ours: "1+1" is refused (Spiderpool silently reads it as "+1").
+    for bad in [
+        "++1", "+ 2", "2.0", "", "abc", "+", " 1", "5+", "1+1", "'+3'",
+    ] {
         assert_bad(
             ANNO_IPPOOL_IP_NUMBER,
             bad,
@@ -144,16 +190,12 @@ fn ip_number_fixed_and_flexible() {
     }
     assert_bad(
         ANNO_IPPOOL_IP_NUMBER,
-        "-1",
-        "value must equal or greater than 0",
+        "a",
+        "invalid input 'a': strconv.Atoi: parsing \"a\": invalid syntax",
     );
-    assert_bad(
-        ANNO_IPPOOL_IP_NUMBER,
-        "+-1",
-        "value must equal or greater than 0",
-    );
-    let a = parse(ANNO_IPPOOL_IP_NUMBER, "'+3'");
-    assert!(a.is_err(), "quotes are not part of the number");
+    let negative = "subnet 'ipam.spidernet.io/ippool-ip-number' value must equal or greater than 0";
+    assert_bad(ANNO_IPPOOL_IP_NUMBER, "-1", negative);
+    assert_bad(ANNO_IPPOOL_IP_NUMBER, "+-1", negative);
 }
 
 #[test]
@@ -162,8 +204,10 @@ fn reclaim_flag_is_a_go_bool() {
         ("true", true),
         ("1", true),
         ("T", true),
+        ("TRUE", true),
         ("False", false),
         ("0", false),
+        ("F", false),
     ] {
         assert_eq!(
             parse(ANNO_IPPOOL_RECLAIM, v).unwrap().reclaim,
@@ -171,7 +215,13 @@ fn reclaim_flag_is_a_go_bool() {
             "{v}"
         );
     }
-    assert_bad(ANNO_IPPOOL_RECLAIM, "yes", "invalid syntax");
+    for bad in ["yes", "tRUE", ""] {
+        assert_bad(
+            ANNO_IPPOOL_RECLAIM,
+            bad,
+            &format!("strconv.ParseBool: parsing {bad:?}: invalid syntax"),
+        );
+    }
     assert_eq!(PodAnnotations::parse(&annos(&[])).unwrap().reclaim, None);
 }
 
@@ -186,13 +236,20 @@ fn routes_annotation() {
     assert_bad(
         ANNO_ROUTES,
         r#"[{"dst":"10.0.0.0/16","gw":"fd00::1"}]"#,
-        "invalid route format",
+        "invalid route format in IPv4 'dst: 10.0.0.0/16, gw: fd00::1'",
     );
     assert_bad(
         ANNO_ROUTES,
         r#"[{"dst":"10.0.0.1","gw":"10.0.0.2"}]"#,
-        "invalid CIDR format",
+        "invalid route format 'dst: 10.0.0.1, gw: 10.0.0.2'",
     );
+    assert_bad(
+        ANNO_ROUTES,
+        r#"[{"dst":"10.0.0.0/16"}]"#,
+        "invalid route format",
+    );
+    assert_bad(ANNO_ROUTES, "{}", "expected a JSON list");
+    assert_eq!(parse(ANNO_ROUTES, "null").unwrap().routes, vec![]);
 }
 
 #[test]

@@ -633,11 +633,11 @@ pub async fn alloc_filters_explain_themselves<S: Store + 'static>(store: Arc<S>)
     let msg = err.to_string();
     assert!(msg.starts_with("no IPPool available"), "{msg}");
     for part in [
-        "IPPool off: disabled",
-        "IPPool elsewhere: unmatched node",
-        "IPPool team-b: unmatched namespace",
-        "IPPool web-only: unmatched pod affinity",
-        "IPPool six: wrong IP family",
+        "IPPool off: disabled IPPool",
+        "IPPool elsewhere: unmatched Node name",
+        "IPPool team-b: unmatched Namespace name",
+        "IPPool web-only: unmatched Pod affinity",
+        "IPPool six: IPPool of the other IP version",
     ] {
         assert!(msg.contains(part), "missing {part:?} in {msg}");
     }

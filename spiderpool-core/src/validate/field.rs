@@ -70,6 +70,15 @@ impl fmt::Display for FieldError {
             {
                 write!(f, "{}: {}: {}", self.path, self.kind.label(), self.detail)
             }
+            // Kubernetes prints unsupported values bare (`Unsupported value: 976: …`).
+            FieldErrorKind::NotSupported => write!(
+                f,
+                "{}: {}: {}: {}",
+                self.path,
+                self.kind.label(),
+                self.value,
+                self.detail
+            ),
             _ => write!(
                 f,
                 "{}: {}: {:?}: {}",
