@@ -59,6 +59,12 @@ pub enum Fault {
         /// How many.
         count: usize,
     },
+    /// After `passing` more updates succeed, the next update fails with a conflict: a
+    /// conflict in the middle of a plan, for stores that apply plans write by write.
+    ConflictAfter {
+        /// Updates that still succeed first.
+        passing: usize,
+    },
 }
 
 #[derive(Default)]
@@ -99,6 +105,11 @@ impl MemoryStore {
         self.lock().faults.push(fault);
     }
 
+    /// Drops the faults not yet consumed.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// Every object, in key order (for tests and dumps).
     pub fn objects(&self) -> Vec<Object> {
         self.lock()
@@ -121,6 +132,18 @@ impl State {
             return Ok(());
         };
         let err = match first {
+            Fault::ConflictAfter { passing } if kind.is_some() => {
+                if *passing == 0 {
+                    self.faults.remove(0);
+                    return Err(Error::Conflict {
+                        key: format!("{} (injected)", kind.unwrap_or_default()),
+                        expected: "?".into(),
+                    });
+                }
+                *passing -= 1;
+                None
+            }
+            Fault::ConflictAfter { .. } => None,
             Fault::Unavailable { count } => {
                 *count -= 1;
                 Some(Error::Unavailable {

@@ -655,10 +655,12 @@ pub(crate) fn no_ip_message(
 /// The default interface name, for callers building requests.
 pub const DEFAULT_NIC: &str = DEFAULT_INTERFACE;
 
-/// Frees records of `req`'s pod uid that its SpiderEndpoint does not list: what a failed or
-/// interrupted allocation may have written on a store without transactions. Used by the
-/// driver when an allocation finally fails, so that retries leak nothing.
-pub fn plan_forget_unrecorded(
+/// What a failed allocation leaves behind, freed: records of `req`'s pod uid that its
+/// SpiderEndpoint does not list (a plan partly applied on a store without transactions), and,
+/// for a stateless pod, the endpoint and addresses of an older pod of the same name (its uid
+/// changed, so it is gone). Used by the driver when an allocation finally fails, so that
+/// retries leak nothing and a re-created pod's old address is not held while it waits.
+pub fn plan_cleanup_after_failure(
     req: &AllocateRequest,
     snap: &Snapshot,
     cfg: &IpamConfig,
@@ -666,30 +668,46 @@ pub fn plan_forget_unrecorded(
     let uid = req.pod.uid.as_str();
     let ep_name = endpoint_name(&req.pod.name, req.owner.as_ref(), cfg);
     let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
-    let listed: Vec<(String, String)> = snap
-        .endpoint
-        .iter()
-        .flat_map(|(ep, _)| ep.status.current.ips.iter())
-        .flat_map(|d| entry_ips(d).into_iter().map(|(_, ip, pool)| (pool, ip)))
-        .collect();
     let mut planner = Planner::new(snap, cfg);
     let mut released = Vec::new();
+    let mut delete_endpoint = None;
+    let mut listed: Vec<(String, String)> = Vec::new();
+    if let Some((ep, rev)) = &snap.endpoint {
+        let stale = ep.status.current.uid != uid && !is_stateful(req.owner.as_ref(), cfg);
+        for d in &ep.status.current.ips {
+            for (_, ip, pool) in entry_ips(d) {
+                if stale && planner.free(&pool, &ip, &ep.status.current.uid, None)? {
+                    released.push((ip.clone(), pool.clone()));
+                }
+                listed.push((pool, ip));
+            }
+        }
+        if stale {
+            listed.clear();
+            delete_endpoint = Some(Write::Delete {
+                key: Key::endpoint(&req.pod.namespace, &ep_name),
+                expected: rev.clone(),
+            });
+        }
+    }
     for (pool, _) in &snap.pools {
         let name = &pool.metadata.name;
         let Ok(records) = pool.allocations() else {
             continue;
         };
         for (ip, r) in &records {
+            let unlisted = !listed.contains(&(name.clone(), ip.clone()));
             if r.pod_uid == uid
                 && r.pod == record_pod
-                && !listed.contains(&(name.clone(), ip.clone()))
+                && unlisted
                 && planner.free(name, ip, uid, None)?
             {
                 released.push((ip.clone(), name.clone()));
             }
         }
     }
-    let writes = planner.pool_writes();
+    let mut writes = planner.pool_writes();
+    writes.extend(delete_endpoint);
     let outcome = if writes.is_empty() {
         Outcome::Unchanged
     } else {

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 
 use crate::allocate::{
-    endpoint_name, plan_allocate, plan_forget_unrecorded, plan_release, Outcome, Plan, Snapshot,
+    endpoint_name, plan_allocate, plan_cleanup_after_failure, plan_release, Outcome, Plan, Snapshot,
 };
 use crate::model::{IPAllocationDetail, Object, SpiderIPPool, SpiderReservedIP};
 use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
@@ -112,14 +112,14 @@ impl<S: Store> Ipam<S> {
                 what: format!("allocation planned {other:?}"),
             }),
             Err(e) => {
-                // Stores without transactions may hold records of a partly applied plan.
-                if !self.store.is_atomic() {
-                    let _ = self
-                        .run(&req.pod.namespace, &ep, |snap| {
-                            plan_forget_unrecorded(req, snap, &self.cfg)
-                        })
-                        .await;
-                }
+                // Free what a partly applied plan or an older pod of the same name left.
+                // Best effort: the allocation error is what the caller needs to see, and GC
+                // frees anything a failure here leaves.
+                let _ = self
+                    .run(&req.pod.namespace, &ep, |snap| {
+                        plan_cleanup_after_failure(req, snap, &self.cfg)
+                    })
+                    .await;
                 Err(e)
             }
         }

@@ -101,3 +101,17 @@ pub fn deployment(name: &str) -> Owner {
         ordinals_start: None,
     }
 }
+
+/// Runs a future that never waits (the in-memory store answers at once) to completion on the
+/// current thread, without a runtime: cheap enough for thousands of property-test cases.
+///
+/// # Panics
+/// If the future waits, which means it needs a real runtime.
+pub fn block_on_ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the future waited: run it on a runtime"),
+    }
+}
