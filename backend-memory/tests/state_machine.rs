@@ -33,6 +33,9 @@ enum Op {
     ResizePool { p: u8, size: u8 },
     /// Disable or enable pool `p`.
     DisablePool { p: u8, disable: bool },
+    /// Delete pool `p` (its finalizer holds it while addresses are allocated: then nothing
+    /// happens), or create it again (4 addresses) if it is gone.
+    TogglePool { p: u8 },
     /// Create or replace reserved-IP object `r` with `len` addresses from `.start`.
     Reserve { r: u8, start: u8, len: u8 },
     /// Delete reserved-IP object `r`.
@@ -57,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..POOLS, 1u8..=12).prop_map(|(p, size)| Op::ResizePool { p, size }),
         (0..POOLS, any::<bool>()).prop_map(|(p, disable)| Op::DisablePool { p, disable }),
+        (0..POOLS).prop_map(|p| Op::TogglePool { p }),
         (0u8..2, 0u8..48, 1u8..4).prop_map(|(r, start, len)| Op::Reserve { r, start, len }),
         (0u8..2).prop_map(|r| Op::Unreserve { r }),
         (0..STATELESS).prop_map(|k| Op::AddStateless { k }),
@@ -129,6 +133,12 @@ fn expected_next(store: &MemoryStore, freed: Option<IpAddr>) -> Option<IpAddr> {
     })
 }
 
+fn pools_exist(store: &MemoryStore) -> bool {
+    !block_on_ready(store.list(SpiderIPPool::KIND))
+        .unwrap()
+        .is_empty()
+}
+
 fn reserved_now(store: &MemoryStore) -> IpSet {
     let all: Vec<SpiderReservedIP> = block_on_ready(store.list(SpiderReservedIP::KIND))
         .unwrap()
@@ -180,7 +190,8 @@ fn checked_add(
             prop_assert!(!reserved.contains(want), "handed out a reserved address");
             Ok(Some(ip))
         }
-        (Err(Error::NoIpAvailable { .. }), None) => Ok(None),
+        (Err(Error::NoIpAvailable { .. }), None) if pools_exist(store) => Ok(None),
+        (Err(Error::NoPoolSelected { .. }), None) if !pools_exist(store) => Ok(None),
         (got, want) => Err(TestCaseError::fail(format!(
             "ADD gave {got:?}, expected {want:?}"
         ))),
@@ -203,11 +214,28 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
     let cfg = AdmissionConfig::default();
     for op in ops {
         match *op {
+            Op::TogglePool { p } => {
+                let name = format!("pool-{p}");
+                match block_on_ready(store.get(&Key::pool(&name))).unwrap() {
+                    Some(s) => {
+                        let Object::IpPool(old) = &s.object else {
+                            unreachable!()
+                        };
+                        if old.allocations().unwrap().is_empty() {
+                            block_on_ready(store.delete(&Key::pool(&name), &s.revision)).unwrap();
+                        }
+                    }
+                    None => {
+                        let fresh = pool(&name, &pool_spec(p, 4, false));
+                        block_on_ready(store.create(Object::IpPool(fresh))).unwrap();
+                    }
+                }
+            }
             Op::ResizePool { p, size } => {
                 let name = format!("pool-{p}");
-                let s = block_on_ready(store.get(&Key::pool(&name)))
-                    .unwrap()
-                    .unwrap();
+                let Some(s) = block_on_ready(store.get(&Key::pool(&name))).unwrap() else {
+                    continue;
+                };
                 let Object::IpPool(old) = s.object else {
                     unreachable!()
                 };
@@ -232,9 +260,9 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
             }
             Op::DisablePool { p, disable } => {
                 let name = format!("pool-{p}");
-                let s = block_on_ready(store.get(&Key::pool(&name)))
-                    .unwrap()
-                    .unwrap();
+                let Some(s) = block_on_ready(store.get(&Key::pool(&name))).unwrap() else {
+                    continue;
+                };
                 let Object::IpPool(mut pool) = s.object else {
                     unreachable!()
                 };

@@ -2,7 +2,7 @@
 //!
 //! A backend runs the whole suite with one line in a test file:
 //!
-//! ```ignore
+//! ```text
 //! spiderpool_testkit::conformance_tests!(backend_memory::MemoryStore::new());
 //! ```
 //!
@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             alloc_stateless_new_uid_gets_fresh_ip,
             alloc_stateful_keeps_ip_across_restarts,
             alloc_stateful_released_when_scaled_down_or_owner_gone,
+            alloc_kubevirt_vm_keeps_ip,
             alloc_dual_stack_all_or_nothing,
             alloc_multi_nic_from_one_pool,
             alloc_precedence_of_sources,

@@ -787,3 +787,60 @@ pub async fn alloc_concurrent_allocators_get_distinct_ips<S: Store + 'static>(st
     assert_eq!(p.status.allocated_ip_count, Some(32));
     invariants(&*store).await;
 }
+
+/// A KubeVirt VM keeps its address across VM pods (live migration, restarts): the endpoint
+/// and the record are named after the VM; the address is freed once the VM is gone.
+pub async fn alloc_kubevirt_vm_keeps_ip<S: Store + 'static>(store: Arc<S>) {
+    put_pool(
+        &*store,
+        "p",
+        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.9]\ndefault: true",
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    let vm = spiderpool_core::request::Owner {
+        api_version: "kubevirt.io/v1".into(),
+        kind: "VirtualMachineInstance".into(),
+        name: "vm1".into(),
+        uid: "vmi-uid".into(),
+        exists: true,
+        ..Default::default()
+    };
+    let mut req = add("vms", "virt-launcher-vm1-abcde", "u1");
+    req.owner = Some(vm.clone());
+    let first = ipam.allocate(&req).await.unwrap();
+    assert_eq!(v4(&first, "eth0"), "10.6.0.1/24");
+    let (p, _) = pool_of(&*store, "p").await;
+    assert_eq!(p.allocations().unwrap()["10.6.0.1"].pod, "vms/vm1");
+    let ep = store
+        .get(&Key::endpoint("vms", "vm1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let Object::Endpoint(ep) = ep.object else {
+        panic!()
+    };
+    assert_eq!(ep.status.owner_controller_type, "KubevirtVMI");
+    // The migration target pod (another name, another uid) gets the same address.
+    let mut target = add("vms", "virt-launcher-vm1-fghij", "u2");
+    target.owner = Some(vm.clone());
+    assert_eq!(
+        v4(&ipam.allocate(&target).await.unwrap(), "eth0"),
+        "10.6.0.1/24"
+    );
+    // The old pod's DEL keeps it while the VM exists.
+    let mut rel = del("vms", "virt-launcher-vm1-abcde", "u1");
+    rel.owner = Some(vm.clone());
+    assert_eq!(ipam.release(&rel).await.unwrap(), Outcome::Unchanged);
+    invariants(&*store).await;
+    rel.owner = Some(spiderpool_core::request::Owner {
+        exists: false,
+        ..vm
+    });
+    rel.pod.uid = "u2".into();
+    assert!(matches!(
+        ipam.release(&rel).await.unwrap(),
+        Outcome::Released(_)
+    ));
+    invariants(&*store).await;
+}
