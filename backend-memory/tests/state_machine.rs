@@ -105,23 +105,8 @@ fn owner(replicas: u8) -> Owner {
 /// The address the engine must give next: the lowest free address of the first enabled pool
 /// (by name) that has one, or `None`. `freed` is an address the same plan frees first.
 fn expected_next(store: &MemoryStore, freed: Option<IpAddr>) -> Option<IpAddr> {
-    let pools: Vec<SpiderIPPool> = block_on_ready(store.list(SpiderIPPool::KIND))
-        .unwrap()
-        .into_iter()
-        .filter_map(|s| match s.object {
-            Object::IpPool(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    let reserved: Vec<SpiderReservedIP> = block_on_ready(store.list(SpiderReservedIP::KIND))
-        .unwrap()
-        .into_iter()
-        .filter_map(|s| match s.object {
-            Object::ReservedIp(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let reserved = SpiderReservedIP::reserved_set(&reserved, IpFamily::V4);
+    let pools = pools(store);
+    let reserved = reserved_now(store);
     pools.iter().filter(|p| !p.is_disabled()).find_map(|p| {
         let mut free = p.free_ips(&reserved).unwrap();
         if let Some(ip) = freed {
@@ -131,6 +116,17 @@ fn expected_next(store: &MemoryStore, freed: Option<IpAddr>) -> Option<IpAddr> {
         }
         free.first()
     })
+}
+
+fn pools(store: &MemoryStore) -> Vec<SpiderIPPool> {
+    block_on_ready(store.list(SpiderIPPool::KIND))
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| match s.object {
+            Object::IpPool(p) => Some(p),
+            _ => None,
+        })
+        .collect()
 }
 
 fn pools_exist(store: &MemoryStore) -> bool {

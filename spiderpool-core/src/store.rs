@@ -211,60 +211,41 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// A borrowed store is a store (an engine can work on a store its caller keeps).
-#[async_trait]
-impl<T: Store + ?Sized> Store for &T {
-    async fn get(&self, key: &Key) -> Result<Option<Stored>, Error> {
-        (**self).get(key).await
-    }
-    async fn list(&self, kind: &str) -> Result<Vec<Stored>, Error> {
-        (**self).list(kind).await
-    }
-    async fn create(&self, object: Object) -> Result<Revision, Error> {
-        (**self).create(object).await
-    }
-    async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, Error> {
-        (**self).update(object, expected).await
-    }
-    async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), Error> {
-        (**self).delete(key, expected).await
-    }
-    fn is_atomic(&self) -> bool {
-        (**self).is_atomic()
-    }
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
-        (**self).commit(writes).await
-    }
-    async fn changes(&self, kind: &str, since: Option<&Revision>) -> Result<Vec<Change>, Error> {
-        (**self).changes(kind, since).await
-    }
+/// Delegates every method of [`Store`] to the store a pointer type points to.
+macro_rules! delegate_store {
+    ($($doc:literal => $ty:ty),* $(,)?) => {$(
+        #[doc = $doc]
+        #[async_trait]
+        impl<T: Store + ?Sized> Store for $ty {
+            async fn get(&self, key: &Key) -> Result<Option<Stored>, Error> {
+                (**self).get(key).await
+            }
+            async fn list(&self, kind: &str) -> Result<Vec<Stored>, Error> {
+                (**self).list(kind).await
+            }
+            async fn create(&self, object: Object) -> Result<Revision, Error> {
+                (**self).create(object).await
+            }
+            async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, Error> {
+                (**self).update(object, expected).await
+            }
+            async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), Error> {
+                (**self).delete(key, expected).await
+            }
+            fn is_atomic(&self) -> bool {
+                (**self).is_atomic()
+            }
+            async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
+                (**self).commit(writes).await
+            }
+            async fn changes(&self, kind: &str, since: Option<&Revision>) -> Result<Vec<Change>, Error> {
+                (**self).changes(kind, since).await
+            }
+        }
+    )*};
 }
 
-/// A shared store is a store (so one store can serve several engines and tasks).
-#[async_trait]
-impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
-    async fn get(&self, key: &Key) -> Result<Option<Stored>, Error> {
-        (**self).get(key).await
-    }
-    async fn list(&self, kind: &str) -> Result<Vec<Stored>, Error> {
-        (**self).list(kind).await
-    }
-    async fn create(&self, object: Object) -> Result<Revision, Error> {
-        (**self).create(object).await
-    }
-    async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, Error> {
-        (**self).update(object, expected).await
-    }
-    async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), Error> {
-        (**self).delete(key, expected).await
-    }
-    fn is_atomic(&self) -> bool {
-        (**self).is_atomic()
-    }
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
-        (**self).commit(writes).await
-    }
-    async fn changes(&self, kind: &str, since: Option<&Revision>) -> Result<Vec<Change>, Error> {
-        (**self).changes(kind, since).await
-    }
-}
+delegate_store!(
+    "A borrowed store is a store (an engine can work on a store its caller keeps)." => &T,
+    "A shared store is a store (one store can serve several engines and tasks)." => std::sync::Arc<T>,
+);
