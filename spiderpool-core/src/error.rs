@@ -148,6 +148,14 @@ pub enum Error {
         /// The revision asked for.
         revision: String,
     },
+    /// The store failed in a way a retry will not fix (an unreadable or corrupt file, …).
+    #[error("store {store}: {reason}")]
+    Storage {
+        /// The store (a directory, an endpoint list).
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The store does not offer this operation.
     #[error("unsupported: {what}")]
     Unsupported {

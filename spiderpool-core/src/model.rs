@@ -26,7 +26,7 @@ mod subnet;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use document::{parse_documents, to_yaml, Document, Object, OtherObject};
+pub use document::{object_from_value, parse_documents, to_yaml, Document, Object, OtherObject};
 pub use endpoint::{IPAllocationDetail, PodIPAllocation, SpiderEndpoint, WorkloadEndpointStatus};
 pub use ippool::{IPPoolSpec, IPPoolStatus, PoolIPAllocation, PoolIPAllocations, SpiderIPPool};
 pub use meta::{Extra, LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference};

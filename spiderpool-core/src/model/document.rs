@@ -117,6 +117,13 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<Document>, E
     Ok(out)
 }
 
+/// Reads one object from a JSON value (as a store keeps it), with the same rules as
+/// [`parse_documents`]; `source_name` names the origin in errors.
+pub fn object_from_value(source_name: &str, value: Value) -> Result<Object, Error> {
+    let mut warnings = Vec::new();
+    parse_object(source_name, 1, value, &mut warnings)
+}
+
 /// Serialises objects as one multi-document YAML stream.
 pub fn to_yaml(objects: &[Object]) -> String {
     let mut out = String::new();
