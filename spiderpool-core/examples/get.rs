@@ -120,7 +120,7 @@ fn show(path: &Path) -> Result<(), String> {
     if !world.endpoints.is_empty() {
         print!(
             "\n$ kubectl get se\n{}",
-            table::endpoint_table(&world.endpoints)
+            table::endpoint_table(&world.endpoints, true)
         );
     }
     for pool in &world.pools {

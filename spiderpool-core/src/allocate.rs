@@ -20,7 +20,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::annotations::{PodAnnotations, DEFAULT_INTERFACE};
+use crate::annotations::{
+    PodAnnotations, ANNO_ENDPOINT_CONTAINER_ID, ANNO_ENDPOINT_NETWORK, DEFAULT_INTERFACE,
+};
 use crate::ip::{IpFamily, IpSet};
 use crate::model::{
     AddressSpec, IPAllocationDetail, Object, ObjectMeta, OwnerReference, PoolIPAllocation,
@@ -402,7 +404,16 @@ pub fn plan_allocate(
     }
 
     let has_nic = |nic: &str, kept: &[IPAllocationDetail]| kept.iter().any(|d| d.nic == nic);
-    if has_nic(&req.ifname, &kept) && !endpoint_changed && planner.work.values().all(|w| !w.dirty) {
+    let attachment_changed = snap.endpoint.as_ref().is_some_and(|(ep, _)| {
+        let a = &ep.metadata.annotations;
+        a.get(ANNO_ENDPOINT_CONTAINER_ID).map(String::as_str) != Some(req.container_id.as_str())
+            || a.get(ANNO_ENDPOINT_NETWORK).map(String::as_str) != Some(req.network.as_str())
+    });
+    if has_nic(&req.ifname, &kept)
+        && !endpoint_changed
+        && !attachment_changed
+        && planner.work.values().all(|w| !w.dirty)
+    {
         return Ok(Plan {
             writes: Vec::new(),
             outcome: Outcome::Allocated(kept),
@@ -525,6 +536,13 @@ fn build_endpoint(
             extra: Default::default(),
         });
     }
+    ep.metadata.annotations.insert(
+        ANNO_ENDPOINT_CONTAINER_ID.to_string(),
+        req.container_id.clone(),
+    );
+    ep.metadata
+        .annotations
+        .insert(ANNO_ENDPOINT_NETWORK.to_string(), req.network.clone());
     ep.status.current.uid = req.pod.uid.clone();
     ep.status.current.node = req.node.clone();
     ep.status.current.ips = ips;

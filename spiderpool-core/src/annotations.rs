@@ -86,6 +86,13 @@ pub const MULTUS_DEFAULT_NETWORK: &str = "v1.multus-cni.io/default-network";
 /// Multus: the pod's extra networks.
 pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
+/// SpiderEndpoint annotation written by this engine: the container (sandbox) id of the last
+/// ADD, for CNI GC (Spiderpool's endpoints have no such field).
+pub const ANNO_ENDPOINT_CONTAINER_ID: &str = "spiderpool-rs.io/container-id";
+/// SpiderEndpoint annotation written by this engine: the network (netconf `name`) of the
+/// attachment, for CNI GC.
+pub const ANNO_ENDPOINT_NETWORK: &str = "spiderpool-rs.io/network";
+
 /// The NIC name Spiderpool assumes when none is given.
 pub const DEFAULT_INTERFACE: &str = "eth0";
 

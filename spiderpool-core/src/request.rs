@@ -168,6 +168,9 @@ pub struct AllocateRequest {
     pub owner: Option<Owner>,
     /// The netconf's defaults.
     pub netconf: NetconfDefaults,
+    /// The network (netconf `name`) the attachment belongs to; recorded on the endpoint so that
+    /// CNI GC can tell the attachments of one network from another's. Empty when unknown.
+    pub network: String,
 }
 
 /// A release request: one CNI DEL (or a garbage-collection decision).

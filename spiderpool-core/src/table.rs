@@ -53,9 +53,10 @@ pub fn ippool_table(pools: &[SpiderIPPool], wide: bool) -> String {
         "ALLOCATED-IP-COUNT",
         "TOTAL-IP-COUNT",
         "DEFAULT",
+        "DISABLE",
     ];
     if wide {
-        header.extend(["DISABLE", "NodeName", "MultusName", "APP-NAMESPACE"]);
+        header.extend(["NodeName", "MultusName", "APP-NAMESPACE"]);
     }
     let rows: Vec<Vec<String>> = pools
         .iter()
@@ -67,10 +68,10 @@ pub fn ippool_table(pools: &[SpiderIPPool], wide: bool) -> String {
                 opt(p.status.allocated_ip_count),
                 opt(p.status.total_ip_count),
                 opt(p.spec.default),
+                opt(p.spec.disable),
             ];
             if wide {
                 row.extend([
-                    opt(p.spec.disable),
                     list(&p.spec.node_name),
                     list(&p.spec.multus_name),
                     opt(p
@@ -119,8 +120,9 @@ pub fn reservedip_table(reserved: &[SpiderReservedIP]) -> String {
     render(&["NAME", "VERSION"], &rows)
 }
 
-/// `kubectl get se` (columns from the endpoint's first NIC).
-pub fn endpoint_table(endpoints: &[SpiderEndpoint]) -> String {
+/// `kubectl get se` (columns from the endpoint's first NIC); with `namespaces`, a NAMESPACE
+/// column first (`-A`).
+pub fn endpoint_table(endpoints: &[SpiderEndpoint], namespaces: bool) -> String {
     let header = [
         "NAME",
         "INTERFACE",
@@ -148,7 +150,20 @@ pub fn endpoint_table(endpoints: &[SpiderEndpoint]) -> String {
             ]
         })
         .collect();
-    render(&header, &rows)
+    if !namespaces {
+        return render(&header, &rows);
+    }
+    let mut with_ns = vec!["NAMESPACE"];
+    with_ns.extend(header);
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .zip(rows)
+        .map(|(e, mut r)| {
+            r.insert(0, e.metadata.namespace.clone().unwrap_or_default());
+            r
+        })
+        .collect();
+    render(&with_ns, &rows)
 }
 
 #[cfg(test)]

@@ -1,0 +1,182 @@
+//! `spiderpoolctl`: manage Spiderpool objects in a store, kubectl-style.
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spiderpool_cni::ctl::{self, Kind, Output};
+use spiderpool_cni::netconf::DEFAULT_STORE;
+use spiderpool_cni::Error;
+
+/// Manage SpiderSubnets, SpiderIPPools, SpiderReservedIPs and SpiderEndpoints in a
+/// spiderpool-rs store.
+#[derive(Parser)]
+#[command(name = "spiderpoolctl", version, about)]
+struct Cli {
+    /// The store: a local store directory.
+    #[arg(long, global = true, env = "SPIDERPOOL_STORE", default_value = DEFAULT_STORE)]
+    store: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or update objects from YAML/JSON (`-` for stdin); all or nothing.
+    Apply {
+        /// The file to apply.
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+    },
+    /// List objects, or show one (KIND: sp, ss, sr, se or their long names).
+    Get {
+        /// The kind.
+        kind: String,
+        /// A name.
+        name: Option<String>,
+        /// Namespace (SpiderEndpoints).
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// All namespaces (SpiderEndpoints).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output: wide, json or yaml.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+    /// Delete an object, or every object of a file.
+    Delete {
+        /// The kind.
+        kind: Option<String>,
+        /// The name.
+        name: Option<String>,
+        /// Delete the objects this file names.
+        #[arg(short = 'f', long = "filename")]
+        file: Option<String>,
+        /// Namespace (SpiderEndpoints).
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Delete even a pool with allocations or a subnet that controls pools.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show one object in full, with its allocations.
+    Describe {
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+        /// Namespace (SpiderEndpoints).
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+fn read_input(path: &str) -> Result<String, Error> {
+    let fail = |e: std::io::Error| Error::Input {
+        path: path.to_string(),
+        reason: e.to_string(),
+    };
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(fail)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(fail)
+    }
+}
+
+/// A fresh uid from the kernel (no randomness of our own).
+fn new_uid() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{:x}", std::process::id()))
+}
+
+async fn run(cli: Cli) -> Result<String, Error> {
+    let store = spiderpool_cni::store::open_store(&cli.store)?;
+    match cli.command {
+        Command::Apply { file } => {
+            let text = read_input(&file)?;
+            let now = now();
+            let (out, warnings) = ctl::apply(&store, &file, &text, &mut new_uid, &now).await?;
+            for w in warnings {
+                eprintln!("Warning: {w}");
+            }
+            Ok(out)
+        }
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+            output,
+        } => {
+            let output = output
+                .as_deref()
+                .map(Output::parse)
+                .transpose()?
+                .unwrap_or_default();
+            ctl::get(
+                &store,
+                Kind::parse(&kind)?,
+                name.as_deref(),
+                &namespace,
+                all_namespaces,
+                output,
+            )
+            .await
+        }
+        Command::Delete {
+            kind,
+            name,
+            file,
+            namespace,
+            force,
+        } => match (kind, name, file) {
+            (None, None, Some(file)) => {
+                ctl::delete_file(&store, &file, &read_input(&file)?, force).await
+            }
+            (Some(kind), Some(name), None) => {
+                ctl::delete(&store, Kind::parse(&kind)?, &name, &namespace, force).await
+            }
+            _ => Err(Error::Usage("delete takes KIND NAME, or -f FILE".into())),
+        },
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+        } => ctl::describe(&store, Kind::parse(&kind)?, &name, &namespace).await,
+    }
+}
+
+/// The current time as RFC 3339, read here at the edge (the core has no clock).
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The network configuration on stdin and the `CNI_*` environment.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Error;
+
+/// CNI versions we answer to, oldest first.
+pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// Where the local store lives when the netconf names none.
+pub const DEFAULT_STORE: &str = "/var/lib/spiderpool";
+
+/// Largest netconf accepted on stdin.
+pub const MAX_NETCONF_BYTES: usize = 1 << 20;
+
+/// The parts of the network configuration the plugin reads. Unknown fields are ignored, as
+/// CNI plugins do.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConf {
+    /// `cniVersion`.
+    #[serde(default)]
+    pub cni_version: String,
+    /// The network's name.
+    #[serde(default)]
+    pub name: String,
+    /// The plugin that delegates to us (`bridge`, `macvlan`, …) or `spiderpool` itself.
+    #[serde(default, rename = "type")]
+    pub plugin_type: String,
+    /// The `ipam` section.
+    #[serde(default)]
+    pub ipam: IpamConf,
+    /// DNS settings, passed through to the result.
+    #[serde(default)]
+    pub dns: Option<Value>,
+    /// `args`: `{"cni": {"annotations": {…}}}` carries Spiderpool pod annotations.
+    #[serde(default)]
+    pub args: Option<Value>,
+    /// `runtimeConfig`; `podAnnotations` there are read too.
+    #[serde(default)]
+    pub runtime_config: Option<Value>,
+    /// GC: the attachments that are still valid.
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// One valid attachment of a GC request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// Container id.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Interface name.
+    #[serde(default)]
+    pub ifname: String,
+}
+
+/// The `ipam` section: Spiderpool's plugin fields, plus `store`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IpamConf {
+    /// `spiderpool`.
+    #[serde(default, rename = "type")]
+    pub ipam_type: String,
+    /// The store: a local directory (default [`DEFAULT_STORE`]); `etcd://…` and `kube` come with
+    /// their backends.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Default IPv4 pools.
+    #[serde(default)]
+    pub default_ipv4_ippool: Vec<String>,
+    /// Default IPv6 pools.
+    #[serde(default)]
+    pub default_ipv6_ippool: Vec<String>,
+    /// No default route through this NIC.
+    #[serde(default)]
+    pub clean_gateway: bool,
+    /// Log level (accepted; logging goes to stderr).
+    #[serde(default)]
+    pub log_level: Option<String>,
+    /// Log file (accepted for compatibility).
+    #[serde(default)]
+    pub log_file_path: Option<String>,
+    /// Log rotation size in MB (an integer, as in Spiderpool).
+    #[serde(default)]
+    pub log_file_max_size: Option<i64>,
+    /// Log retention in days.
+    #[serde(default)]
+    pub log_file_max_age: Option<i64>,
+    /// Log files kept.
+    #[serde(default)]
+    pub log_file_max_count: Option<i64>,
+    /// SR-IOV master-subnet matching (accepted, host-specific, not applied).
+    #[serde(default)]
+    pub match_master_subnet: bool,
+    /// Spiderpool agent socket (accepted; this plugin needs no agent).
+    #[serde(default)]
+    pub ipam_unix_socket_path: Option<String>,
+}
+
+impl NetConf {
+    /// Parses and checks the netconf: JSON, a supported `cniVersion`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() > MAX_NETCONF_BYTES {
+            return Err(Error::InvalidNetconf {
+                reason: format!(
+                    "{} bytes is more than the {MAX_NETCONF_BYTES} accepted",
+                    bytes.len()
+                ),
+            });
+        }
+        let conf: NetConf = serde_json::from_slice(bytes).map_err(|e| Error::InvalidNetconf {
+            reason: e.to_string(),
+        })?;
+        if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
+            return Err(Error::IncompatibleVersion {
+                version: conf.cni_version.clone(),
+                supported: SUPPORTED_VERSIONS.join(", "),
+            });
+        }
+        Ok(conf)
+    }
+
+    /// The store location.
+    pub fn store(&self) -> &str {
+        self.ipam.store.as_deref().unwrap_or(DEFAULT_STORE)
+    }
+
+    /// Pod annotations passed in the netconf: `args.cni.annotations`, then
+    /// `runtimeConfig.podAnnotations` (later ones win).
+    pub fn pod_annotations(&self) -> Result<BTreeMap<String, String>, Error> {
+        let mut out = BTreeMap::new();
+        let sources = [
+            (
+                "args.cni.annotations",
+                self.args
+                    .as_ref()
+                    .and_then(|a| a.pointer("/cni/annotations")),
+            ),
+            (
+                "runtimeConfig.podAnnotations",
+                self.runtime_config
+                    .as_ref()
+                    .and_then(|r| r.get("podAnnotations")),
+            ),
+        ];
+        for (path, value) in sources {
+            let Some(value) = value else { continue };
+            let map = value.as_object().ok_or_else(|| Error::InvalidNetconf {
+                reason: format!("{path} must be an object of strings"),
+            })?;
+            for (k, v) in map {
+                let v = v.as_str().ok_or_else(|| Error::InvalidNetconf {
+                    reason: format!("{path}.{k} must be a string"),
+                })?;
+                out.insert(k.clone(), v.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `CNI_*` environment of one invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CniEnv {
+    /// `CNI_COMMAND`.
+    pub command: String,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_NETNS`.
+    pub netns: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+    /// `CNI_ARGS`, parsed (`K=V;K=V`).
+    pub args: BTreeMap<String, String>,
+}
+
+impl CniEnv {
+    /// Reads the environment through `get` (so that tests need not touch the process's).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut args = BTreeMap::new();
+        if let Some(raw) = get("CNI_ARGS") {
+            for pair in raw.split(';').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| Error::InvalidEnv {
+                    var: "CNI_ARGS".into(),
+                    reason: format!("{pair:?} is not KEY=VALUE"),
+                })?;
+                args.insert(k.to_string(), v.to_string());
+            }
+        }
+        Ok(CniEnv {
+            command: get("CNI_COMMAND").unwrap_or_default(),
+            container_id: get("CNI_CONTAINERID").unwrap_or_default(),
+            netns: get("CNI_NETNS").unwrap_or_default(),
+            ifname: get("CNI_IFNAME").unwrap_or_default(),
+            args,
+        })
+    }
+
+    /// Checks that the variables a command needs are set and sane: container ids and
+    /// interface names become store keys and must not carry path tricks.
+    pub fn require(&self, vars: &[&str]) -> Result<(), Error> {
+        for var in vars {
+            let (value, max) = match *var {
+                "CNI_CONTAINERID" => (&self.container_id, 256),
+                "CNI_IFNAME" => (&self.ifname, 15),
+                "CNI_NETNS" => (&self.netns, 4096),
+                _ => continue,
+            };
+            let bad = |reason: &str| Error::InvalidEnv {
+                var: var.to_string(),
+                reason: reason.to_string(),
+            };
+            if value.is_empty() {
+                return Err(bad("must be set"));
+            }
+            if value.len() > max {
+                return Err(bad(&format!("longer than {max} characters")));
+            }
+            if *var != "CNI_NETNS"
+                && (value.contains('/')
+                    || value.contains('\0')
+                    || value.contains(char::is_whitespace)
+                    || value == "."
+                    || value == "..")
+            {
+                return Err(bad("must not contain '/', NUL or spaces"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! The CNI commands: ADD, DEL, CHECK, VERSION, STATUS, GC.
+//!
+//! [`run`] takes the environment and stdin and returns what to print and the exit code, so
+//! the whole plugin is testable in-process; `src/bin/spiderpool.rs` only does the I/O.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use spiderpool_core::allocate::Snapshot;
+use spiderpool_core::annotations::{ANNO_ENDPOINT_CONTAINER_ID, ANNO_ENDPOINT_NETWORK};
+use spiderpool_core::ip::IpFamily;
+use spiderpool_core::ipam::Ipam;
+use spiderpool_core::model::{AddressSpec, Object, SpiderEndpoint, SpiderReservedIP};
+use spiderpool_core::request::{AllocateRequest, NetconfDefaults, PodRef, ReleaseRequest};
+use spiderpool_core::store::Store;
+
+use crate::netconf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
+use crate::store::open_store;
+use crate::Error;
+
+/// What the plugin prints and how it exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// JSON for stdout (empty for a successful DEL or GC).
+    pub stdout: String,
+    /// 0 on success, 1 on error.
+    pub exit_code: i32,
+    /// A line for stderr (errors that DEL forgives, for the runtime's logs).
+    pub stderr: String,
+}
+
+/// Runs one CNI invocation. `node` is this host's name (for pools pinned to nodes).
+pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
+    let version = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| "1.1.0".to_string());
+    if env.command == "VERSION" {
+        return ok(json!({ "cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS }));
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                &version,
+                &Error::NotAvailable {
+                    reason: e.to_string(),
+                },
+            )
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let conf = NetConf::parse(stdin)?;
+        match env.command.as_str() {
+            "ADD" => add(env, &conf, node).await.map(Some),
+            "DEL" => del(env, &conf).await.map(|()| None),
+            "CHECK" => check(env, &conf).await.map(|()| None),
+            "STATUS" => status(&conf).await.map(|()| None),
+            "GC" => gc(&conf).await.map(|()| None),
+            other => Err(Error::InvalidEnv {
+                var: "CNI_COMMAND".into(),
+                reason: format!("unknown command {other:?} (ADD, DEL, CHECK, VERSION, STATUS, GC)"),
+            }),
+        }
+    });
+    match outcome {
+        Ok(Some(result)) => ok(result),
+        Ok(None) => Reply {
+            stdout: String::new(),
+            exit_code: 0,
+            stderr: String::new(),
+        },
+        Err(e) => fail(&version, &e),
+    }
+}
+
+fn ok(v: Value) -> Reply {
+    Reply {
+        stdout: v.to_string(),
+        exit_code: 0,
+        stderr: String::new(),
+    }
+}
+
+fn fail(version: &str, e: &Error) -> Reply {
+    Reply {
+        stdout: e.to_reply(version).to_string(),
+        exit_code: 1,
+        stderr: String::new(),
+    }
+}
+
+/// The pod behind the attachment: `K8S_POD_*` from `CNI_ARGS`, or, for a runtime without
+/// Kubernetes, the container itself (namespace `default`, name and uid the container id).
+fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
+    let get = |k: &str| env.args.get(k).filter(|v| !v.is_empty()).cloned();
+    let pod = PodRef {
+        namespace: get("K8S_POD_NAMESPACE").unwrap_or_else(|| "default".into()),
+        name: get("K8S_POD_NAME").unwrap_or_else(|| env.container_id.clone()),
+        uid: get("K8S_POD_UID").unwrap_or_else(|| env.container_id.clone()),
+    };
+    for (what, v) in [
+        ("K8S_POD_NAMESPACE", &pod.namespace),
+        ("K8S_POD_NAME", &pod.name),
+    ] {
+        if v.len() > 253 || v.contains('/') || v.contains('\0') || v == ".." || v == "." {
+            return Err(Error::InvalidEnv {
+                var: "CNI_ARGS".into(),
+                reason: format!("{what} {v:?} is not a valid name"),
+            });
+        }
+    }
+    Ok(pod)
+}
+
+async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
+    env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
+    let store = open_store(conf.store())?;
+    let ipam = Ipam::new(store);
+    let req = AllocateRequest {
+        pod: pod_ref(env)?,
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        node: node.to_string(),
+        pod_annotations: conf.pod_annotations()?,
+        netconf: NetconfDefaults {
+            default_ipv4_ippool: conf.ipam.default_ipv4_ippool.clone(),
+            default_ipv6_ippool: conf.ipam.default_ipv6_ippool.clone(),
+            clean_gateway: conf.ipam.clean_gateway,
+        },
+        network: conf.name.clone(),
+        ..AllocateRequest::default()
+    };
+    let nics = ipam.allocate(&req).await?;
+    let has_ip = nics
+        .iter()
+        .any(|d| d.nic == env.ifname && (d.ipv4.is_some() || d.ipv6.is_some()));
+    if !has_ip {
+        return Err(Error::Ipam(spiderpool_core::Error::Annotation {
+            owner: "Pod".into(),
+            key: "pool selection".into(),
+            value: String::new(),
+            reason: format!(
+                "no Interface {} IP allocation found: no pool is named for it",
+                env.ifname
+            ),
+        }));
+    }
+    Ok(crate::result::add_result(
+        &conf.cni_version,
+        &nics,
+        &env.ifname,
+        conf.dns.as_ref(),
+    ))
+}
+
+async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
+    env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
+    let store = match open_store(conf.store()) {
+        Ok(s) => s,
+        // Nothing was ever stored there: nothing to release.
+        Err(backend_memory::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let ipam = Ipam::new(store);
+    let req = ReleaseRequest {
+        pod: pod_ref(env)?,
+        ifname: env.ifname.clone(),
+        ..ReleaseRequest::default()
+    };
+    match ipam.release(&req).await {
+        Ok(_) => Ok(()),
+        // Store trouble: report it so that the runtime retries and nothing leaks.
+        Err(
+            e @ (spiderpool_core::Error::Unavailable { .. }
+            | spiderpool_core::Error::Storage { .. }),
+        ) => Err(e.into()),
+        // Anything else about this pod (already gone, never added) is a successful DEL.
+        Err(_) => Ok(()),
+    }
+}
+
+async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
+    env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
+    let store = open_store(conf.store())?;
+    let pod = pod_ref(env)?;
+    let ipam = Ipam::new(store);
+    let snap: Snapshot = ipam.snapshot(&pod.namespace, &pod.name).await?;
+    let fail = |reason: String| Err(Error::CheckFailed { reason });
+    let Some((ep, _)) = &snap.endpoint else {
+        return fail(format!(
+            "no allocation for pod {}/{}",
+            pod.namespace, pod.name
+        ));
+    };
+    if ep.status.current.uid != pod.uid {
+        return fail(format!(
+            "the allocation of {}/{} belongs to uid {}, not {}",
+            pod.namespace, pod.name, ep.status.current.uid, pod.uid
+        ));
+    }
+    let Some(d) = ep.status.current.ips.iter().find(|d| d.nic == env.ifname) else {
+        return fail(format!("no allocation for interface {}", env.ifname));
+    };
+    for (addr, pool) in [(&d.ipv4, &d.ipv4_pool), (&d.ipv6, &d.ipv6_pool)] {
+        let (Some(addr), Some(pool)) = (addr, pool) else {
+            continue;
+        };
+        let ip = addr.split('/').next().unwrap_or(addr);
+        let held = snap
+            .pools
+            .iter()
+            .find(|(p, _)| &p.metadata.name == pool)
+            .and_then(|(p, _)| p.allocations().ok())
+            .and_then(|r| r.get(ip).map(|r| r.pod_uid == pod.uid))
+            .unwrap_or(false);
+        if !held {
+            return fail(format!(
+                "{ip} of IPPool {pool} is not recorded for uid {}",
+                pod.uid
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn status(conf: &NetConf) -> Result<(), Error> {
+    let unavailable = |reason: String| Error::NotAvailable { reason };
+    let store = open_store(conf.store()).map_err(|e| unavailable(e.to_string()))?;
+    let pools = store
+        .list("SpiderIPPool")
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let reserved: Vec<SpiderReservedIP> = store
+        .list(SpiderReservedIP::KIND)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .into_iter()
+        .filter_map(|s| match s.object {
+            Object::ReservedIp(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let named: BTreeSet<&String> = conf
+        .ipam
+        .default_ipv4_ippool
+        .iter()
+        .chain(&conf.ipam.default_ipv6_ippool)
+        .collect();
+    let mut considered = Vec::new();
+    for s in pools {
+        let Object::IpPool(p) = s.object else {
+            continue;
+        };
+        let wanted = if named.is_empty() {
+            p.is_default()
+        } else {
+            named.contains(&p.metadata.name)
+        };
+        if !wanted || p.is_disabled() || p.metadata.is_terminating() {
+            continue;
+        }
+        let family = p.spec.family().unwrap_or(IpFamily::V4);
+        let free = p.free_ips(&SpiderReservedIP::reserved_set(&reserved, family));
+        if free.is_ok_and(|f| !f.is_empty()) {
+            return Ok(());
+        }
+        considered.push(p.metadata.name.clone());
+    }
+    Err(unavailable(format!(
+        "no free IP address in the configured IPPools {considered:?}"
+    )))
+}
+
+async fn gc(conf: &NetConf) -> Result<(), Error> {
+    let valid: BTreeSet<(String, String)> = conf
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect();
+    let store = open_store(conf.store())?;
+    let endpoints = store.list(SpiderEndpoint::KIND).await?;
+    let ipam = Ipam::new(store);
+    for s in endpoints {
+        let Object::Endpoint(ep) = s.object else {
+            continue;
+        };
+        let a = &ep.metadata.annotations;
+        let (Some(container), Some(network)) = (
+            a.get(ANNO_ENDPOINT_CONTAINER_ID),
+            a.get(ANNO_ENDPOINT_NETWORK),
+        ) else {
+            continue;
+        };
+        let stateful = matches!(
+            ep.status.owner_controller_type.as_str(),
+            "StatefulSet" | "KubevirtVMI"
+        );
+        if network != &conf.name || stateful {
+            continue;
+        }
+        let alive = ep
+            .status
+            .current
+            .ips
+            .iter()
+            .any(|d| valid.contains(&(container.clone(), d.nic.clone())));
+        if alive {
+            continue;
+        }
+        let req = ReleaseRequest {
+            pod: PodRef::new(
+                ep.metadata.namespace.as_deref().unwrap_or_default(),
+                &ep.metadata.name,
+                &ep.status.current.uid,
+            ),
+            ..ReleaseRequest::default()
+        };
+        ipam.release(&req).await?;
+    }
+    Ok(())
+}
