@@ -112,8 +112,16 @@ impl NetConf {
                 ),
             });
         }
-        let conf: NetConf = serde_json::from_slice(bytes).map_err(|e| Error::InvalidNetconf {
-            reason: e.to_string(),
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let conf: NetConf = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            Error::InvalidNetconf {
+                reason: if path == "." {
+                    e.into_inner().to_string()
+                } else {
+                    format!("{path}: {}", e.into_inner())
+                },
+            }
         })?;
         if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
             return Err(Error::IncompatibleVersion {
