@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks: installs what the tests need on a fresh Debian machine, then runs
 # formatting, clippy with -D warnings, every test (unit, integration, property, doc) and the
-# demo. Later issues add etcd and the CNI plugins here.
+# demo. Later issues add etcd here.
 source "$(dirname "$0")/env.sh"
 
 apt_install() {
@@ -16,8 +16,9 @@ apt_install() {
         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
 }
-# Nothing from Debian is needed yet beyond a C toolchain for build scripts.
 command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
+# The CNI end-to-end tests: Debian's reference plugins (bridge, …) and `ip netns`.
+apt_install containernetworking-plugins iproute2
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -36,6 +37,10 @@ out=$(bash scripts/demo.sh examples/seeds/003-reserved-ip)
 echo "$out"
 grep -q "free in test-ippool (1 of 3): 10.6.168.133" <<<"$out" || {
     echo "demo: seed 003 should leave exactly 10.6.168.133 free" >&2
+    exit 1
+}
+grep -q "lab-pool   4         10.250.0.0/24   2                    21" <<<"$out" || {
+    echo "demo: after three ADDs and one DEL the lab pool should hold 2 of 21" >&2
     exit 1
 }
 echo "all checks passed"
