@@ -99,6 +99,10 @@ pub struct IpamConf {
     /// Spiderpool agent socket (accepted; this plugin needs no agent).
     #[serde(default)]
     pub ipam_unix_socket_path: Option<String>,
+    /// Ours: how long to wait for another process's store lock before answering "try again
+    /// later" (code 11), in milliseconds (default 10000).
+    #[serde(default)]
+    pub lock_timeout_ms: Option<u64>,
 }
 
 impl NetConf {
@@ -135,6 +139,15 @@ impl NetConf {
     /// The store location.
     pub fn store(&self) -> &str {
         self.ipam.store.as_deref().unwrap_or(DEFAULT_STORE)
+    }
+
+    /// Opens the store the netconf names, with its lock timeout.
+    pub fn open_store(&self) -> Result<backend_memory::LocalStore, backend_memory::Error> {
+        let store = crate::store::open_store(self.store())?;
+        Ok(match self.ipam.lock_timeout_ms {
+            Some(ms) => store.with_lock_timeout(std::time::Duration::from_millis(ms)),
+            None => store,
+        })
     }
 
     /// Pod annotations passed in the netconf: `args.cni.annotations`, then

@@ -15,7 +15,6 @@ use spiderpool_core::request::{AllocateRequest, NetconfDefaults, PodRef, Release
 use spiderpool_core::store::Store;
 
 use crate::netconf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
-use crate::store::open_store;
 use crate::Error;
 
 /// What the plugin prints and how it exits.
@@ -71,6 +70,9 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
             }),
         }
     });
+    if let Ok(conf) = NetConf::parse(stdin) {
+        log(&conf, env, outcome.as_ref().err());
+    }
     match outcome {
         Ok(Some(result)) => ok(result),
         Ok(None) => Reply {
@@ -79,6 +81,45 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
             stderr: String::new(),
         },
         Err(e) => fail(&version, &e),
+    }
+}
+
+/// Appends one line per invocation to `ipam.log_file_path`, if set: best effort, a logging
+/// failure never fails the CNI call.
+fn log(conf: &NetConf, env: &CniEnv, error: Option<&Error>) {
+    use std::io::Write as _;
+    let Some(path) = conf.ipam.log_file_path.as_deref().filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let level = conf
+        .ipam
+        .log_level
+        .as_deref()
+        .unwrap_or("info")
+        .to_ascii_lowercase();
+    if error.is_none() && matches!(level.as_str(), "warn" | "warning" | "error") {
+        return;
+    }
+    let when = jiff::Timestamp::now();
+    let line = match error {
+        None => format!(
+            "{when} INFO {} container={} ifname={} ok\n",
+            env.command, env.container_id, env.ifname
+        ),
+        Some(e) => format!(
+            "{when} ERROR {} container={} ifname={} code={}: {e}\n",
+            env.command,
+            env.container_id,
+            env.ifname,
+            e.code()
+        ),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut f) = file {
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
@@ -123,7 +164,7 @@ fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
 
 async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = open_store(conf.store())?;
+    let store = conf.open_store()?;
     let ipam = Ipam::new(store);
     let req = AllocateRequest {
         pod: pod_ref(env)?,
@@ -164,7 +205,7 @@ async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
 
 async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
-    let store = match open_store(conf.store()) {
+    let store = match conf.open_store() {
         Ok(s) => s,
         // Nothing was ever stored there: nothing to release.
         Err(backend_memory::Error::Io { source, .. })
@@ -194,7 +235,7 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
 
 async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = open_store(conf.store())?;
+    let store = conf.open_store()?;
     let pod = pod_ref(env)?;
     let ipam = Ipam::new(store);
     let snap: Snapshot = ipam.snapshot(&pod.namespace, &pod.name).await?;
@@ -238,7 +279,7 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
 
 async fn status(conf: &NetConf) -> Result<(), Error> {
     let unavailable = |reason: String| Error::NotAvailable { reason };
-    let store = open_store(conf.store()).map_err(|e| unavailable(e.to_string()))?;
+    let store = conf.open_store().map_err(|e| unavailable(e.to_string()))?;
     let pools = store
         .list("SpiderIPPool")
         .await
@@ -291,7 +332,7 @@ async fn gc(conf: &NetConf) -> Result<(), Error> {
         .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let store = open_store(conf.store())?;
+    let store = conf.open_store()?;
     let endpoints = store.list(SpiderEndpoint::KIND).await?;
     let ipam = Ipam::new(store);
     for s in endpoints {

@@ -266,3 +266,37 @@ fn version_status_and_gc() {
     );
     assert_eq!(lab.call("CHECK", "c2", "b", &conf).exit_code, 0);
 }
+
+#[test]
+fn a_held_store_lock_answers_try_again_later() {
+    let lab = Lab::new();
+    let conf = lab.conf("1.0.0", json!({"lock_timeout_ms": 50}));
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(std::path::Path::new(&lab.store()).join("store.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    assert_error(&lab.call("ADD", "c1", "a", &conf), 11, "try again later");
+    lock.unlock().unwrap();
+    assert_eq!(lab.call("ADD", "c1", "a", &conf).exit_code, 0);
+}
+
+#[test]
+fn invocations_are_logged_when_a_log_file_is_set() {
+    let lab = Lab::new();
+    let log = lab.dir.path().join("plugin.log");
+    let conf = lab.conf("1.0.0", json!({"log_file_path": log, "log_level": "info"}));
+    assert_eq!(lab.call("ADD", "c1", "a", &conf).exit_code, 0);
+    assert_eq!(lab.call("ADD", "", "a", &conf).exit_code, 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("INFO ADD container=c1 ifname=eth0 ok"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("ERROR ADD container= ifname=eth0 code=7"),
+        "{text}"
+    );
+}
