@@ -143,7 +143,9 @@
 
 pub mod allocate;
 pub mod annotations;
+pub mod autopool;
 pub mod error;
+pub mod gc;
 pub mod ip;
 pub mod ipam;
 pub mod model;
