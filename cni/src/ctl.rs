@@ -5,15 +5,17 @@
 //! `spiderippool.spiderpool.spidernet.io/NAME created`, tables with the CRDs' printer
 //! columns, `-o json|yaml` with a `List` for several objects.
 
-mod apply;
+pub(crate) mod apply;
 mod delete;
 mod describe;
 mod get;
+mod workloads;
 
 pub use apply::apply;
 pub use delete::{delete, delete_file};
 pub use describe::describe;
 pub use get::{get, Output};
+pub use workloads::{delete_other, get_other, other_kind, scale};
 
 use spiderpool_core::model::{
     Object, SpiderEndpoint, SpiderIPPool, SpiderReservedIP, SpiderSubnet,

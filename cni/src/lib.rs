@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod ctl;
+pub mod emulation;
 pub mod error;
 pub mod netconf;
 pub mod plugin;

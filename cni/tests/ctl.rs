@@ -201,11 +201,11 @@ fn get_outputs_json_lists_and_single_objects_like_kubectl() {
         "{}",
         missing.stderr
     );
-    let wrong_kind = ctl.run(&["get", "pods"], None);
+    let wrong_kind = ctl.run(&["get", "widgets"], None);
     assert_eq!(wrong_kind.code, 1);
     assert!(wrong_kind
         .stderr
-        .contains("doesn't have a resource type \"pods\""));
+        .contains("doesn't have a resource type \"widgets\""));
     let wide = ctl.run(&["get", "sp", "-o", "wide"], None).stdout;
     assert!(wide.starts_with("NAME       VERSION   SUBNET         ALLOCATED-IP-COUNT   TOTAL-IP-COUNT   DEFAULT   DISABLE   NodeName   MultusName   APP-NAMESPACE"), "{wide}");
 }

@@ -8,7 +8,8 @@ use spiderpool_cni::netconf::DEFAULT_STORE;
 use spiderpool_cni::Error;
 
 /// Manage SpiderSubnets, SpiderIPPools, SpiderReservedIPs and SpiderEndpoints in a
-/// spiderpool-rs store.
+/// spiderpool-rs store, and emulate namespaces, nodes, workloads and pods to try IP plans
+/// without a cluster.
 #[derive(Parser)]
 #[command(name = "spiderpoolctl", version, about)]
 struct Cli {
@@ -59,6 +60,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Set the replicas of a workload: `scale deploy/nginx --replicas 3`.
+    Scale {
+        /// `KIND/NAME` (or KIND, with NAME next).
+        target: String,
+        /// The name, when KIND is given alone.
+        name: Option<String>,
+        /// The new replica count.
+        #[arg(long)]
+        replicas: u64,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Show one object in full, with its allocations.
     Describe {
         /// The kind.
@@ -94,7 +108,7 @@ fn new_uid() -> String {
 
 async fn run(cli: Cli) -> Result<String, Error> {
     let store = spiderpool_cni::store::open_store(&cli.store)?;
-    match cli.command {
+    let out = match cli.command {
         Command::Apply { file } => {
             let text = read_input(&file)?;
             let now = now();
@@ -102,7 +116,7 @@ async fn run(cli: Cli) -> Result<String, Error> {
             for w in warnings {
                 eprintln!("Warning: {w}");
             }
-            Ok(out)
+            out
         }
         Command::Get {
             kind,
@@ -116,15 +130,33 @@ async fn run(cli: Cli) -> Result<String, Error> {
                 .map(Output::parse)
                 .transpose()?
                 .unwrap_or_default();
-            ctl::get(
-                &store,
-                Kind::parse(&kind)?,
-                name.as_deref(),
-                &namespace,
-                all_namespaces,
-                output,
-            )
-            .await
+            return match Kind::parse(&kind) {
+                Ok(k) => {
+                    ctl::get(
+                        &store,
+                        k,
+                        name.as_deref(),
+                        &namespace,
+                        all_namespaces,
+                        output,
+                    )
+                    .await
+                }
+                Err(e) => match ctl::other_kind(&store, &kind).await? {
+                    Some(k) => {
+                        ctl::get_other(
+                            &store,
+                            &k,
+                            name.as_deref(),
+                            &namespace,
+                            all_namespaces,
+                            output,
+                        )
+                        .await
+                    }
+                    None => Err(e),
+                },
+            };
         }
         Command::Delete {
             kind,
@@ -134,19 +166,62 @@ async fn run(cli: Cli) -> Result<String, Error> {
             force,
         } => match (kind, name, file) {
             (None, None, Some(file)) => {
-                ctl::delete_file(&store, &file, &read_input(&file)?, force).await
+                ctl::delete_file(&store, &file, &read_input(&file)?, force).await?
             }
-            (Some(kind), Some(name), None) => {
-                ctl::delete(&store, Kind::parse(&kind)?, &name, &namespace, force).await
-            }
-            _ => Err(Error::Usage("delete takes KIND NAME, or -f FILE".into())),
+            (Some(kind), Some(name), None) => match Kind::parse(&kind) {
+                Ok(k) => ctl::delete(&store, k, &name, &namespace, force).await?,
+                Err(e) => match ctl::other_kind(&store, &kind).await? {
+                    Some(k) => {
+                        let settings = current_settings(&store).await?;
+                        ctl::delete_other(&store, &k, &name, &namespace, &settings).await?
+                    }
+                    None => return Err(e),
+                },
+            },
+            _ => return Err(Error::Usage("delete takes KIND NAME, or -f FILE".into())),
         },
+        Command::Scale {
+            target,
+            name,
+            replicas,
+            namespace,
+        } => {
+            let (kind, name) = match (target.split_once('/'), name) {
+                (Some((k, n)), None) => (k.to_string(), n.to_string()),
+                (None, Some(n)) => (target.clone(), n),
+                _ => return Err(Error::Usage("scale takes KIND/NAME or KIND NAME".into())),
+            };
+            let kind = ctl::other_kind(&store, &kind).await?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "the server doesn't have a resource type \"{kind}\""
+                ))
+            })?;
+            ctl::scale(&store, &kind, &name, &namespace, replicas).await?
+        }
         Command::Describe {
             kind,
             name,
             namespace,
-        } => ctl::describe(&store, Kind::parse(&kind)?, &name, &namespace).await,
-    }
+        } => return ctl::describe(&store, Kind::parse(&kind)?, &name, &namespace).await,
+    };
+    // Every state-changing command ends with the controllers catching up.
+    spiderpool_cni::emulation::reconcile(&store, &mut new_uid).await?;
+    Ok(out)
+}
+
+async fn current_settings<S: spiderpool_core::store::Store>(
+    store: &S,
+) -> Result<spiderpool_cni::emulation::Settings, Error> {
+    let cms: Vec<_> = store
+        .list("ConfigMap")
+        .await?
+        .into_iter()
+        .filter_map(|s| match s.object {
+            spiderpool_core::model::Object::Other(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    spiderpool_cni::emulation::settings(&cms)
 }
 
 /// The current time as RFC 3339, read here at the edge (the core has no clock).

@@ -21,6 +21,7 @@ enum Verb {
 
 /// One object being applied: the stored version (if any) and the new one.
 struct Pending {
+    index: usize,
     kind: Kind,
     old: Option<(Object, Revision)>,
     new: Object,
@@ -42,11 +43,14 @@ pub async fn apply<S: Store>(
     for d in &docs {
         warnings.extend(d.warnings.iter().cloned());
         match &d.object {
-            Object::Other(o) => {
+            Object::Other(o) if !crate::emulation::is_emulated(o) => {
                 return Err(Error::Usage(format!(
-                    "{source}: document {}: {} {} {:?} is not managed here (SpiderIPPool, SpiderSubnet, SpiderReservedIP)",
+                    "{source}: document {}: {} {} {:?} is not managed here (Spiderpool objects, Namespace, Node, Pod, workloads, ConfigMap spiderpool-conf)",
                     d.index, o.api_version, o.kind, o.name
                 )))
+            }
+            Object::Other(o) if o.name.is_empty() => {
+                return Err(Error::Usage(format!("{source}: document {}: {} without metadata.name", d.index, o.kind)))
             }
             Object::Endpoint(e) => {
                 return Err(Error::Usage(format!(
@@ -93,8 +97,22 @@ async fn plan<S: Store>(
         }
     }
     let mut pending: Vec<Pending> = Vec::new();
-    let mut lines = String::new();
-    for doc in docs {
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let mut other_writes = Vec::new();
+    for (doc_index, doc) in docs.iter().enumerate() {
+        if let Object::Other(o) = &doc.object {
+            let (line, write) = plan_other(store, o, uid, now).await?;
+            lines.push((doc_index, line));
+            other_writes.extend(write);
+            if crate::emulation::is_workload(o) {
+                if let Some(w) = crate::emulation::index_kind(store, &o.kind).await? {
+                    if !other_writes.iter().any(|x: &Write| x.key() == w.key()) {
+                        other_writes.push(w);
+                    }
+                }
+            }
+            continue;
+        }
         let Some(kind) = Kind::of(&doc.object) else {
             continue;
         };
@@ -172,6 +190,7 @@ async fn plan<S: Store>(
             _ => continue,
         };
         pending.push(Pending {
+            index: doc_index,
             kind,
             old: stored.map(|(o, r, _)| (o, r)),
             new,
@@ -211,15 +230,18 @@ async fn plan<S: Store>(
             Some((o, _)) if same(o, &p.new) => Verb::Unchanged,
             Some(_) => Verb::Configured,
         };
-        lines.push_str(&format!(
-            "{}/{} {}\n",
-            p.kind.resource(),
-            p.new.name(),
-            match verb {
-                Verb::Created => "created",
-                Verb::Configured => "configured",
-                Verb::Unchanged => "unchanged",
-            }
+        lines.push((
+            p.index,
+            format!(
+                "{}/{} {}\n",
+                p.kind.resource(),
+                p.new.name(),
+                match verb {
+                    Verb::Created => "created",
+                    Verb::Configured => "configured",
+                    Verb::Unchanged => "unchanged",
+                }
+            ),
         ));
         match (&p.old, verb) {
             (_, Verb::Unchanged) => {}
@@ -254,7 +276,75 @@ async fn plan<S: Store>(
             }
         }
     }
-    Ok((lines, writes))
+    writes.extend(other_writes);
+    lines.sort_by_key(|(i, _)| *i);
+    Ok((lines.into_iter().map(|(_, l)| l).collect(), writes))
+}
+
+/// kubectl's resource name of another kind: `deployment.apps`, `pod`, `cloneset.apps.kruise.io`.
+pub(crate) fn other_resource(o: &spiderpool_core::model::OtherObject) -> String {
+    let kind = o.kind.to_ascii_lowercase();
+    match o.api_version.split_once('/') {
+        Some((group, _)) => format!("{kind}.{group}"),
+        None => kind,
+    }
+}
+
+/// Applies a namespace, node, pod, workload or the settings ConfigMap: stored as given, with
+/// the uid and creation time of the stored version (or new ones).
+async fn plan_other<S: Store>(
+    store: &S,
+    o: &spiderpool_core::model::OtherObject,
+    uid: &mut dyn FnMut() -> String,
+    now: &str,
+) -> Result<(String, Option<Write>), Error> {
+    let mut new = o.clone();
+    if new.namespace.is_none() && !matches!(o.kind.as_str(), "Namespace" | "Node") {
+        new.namespace = Some("default".into());
+        new.value["metadata"]["namespace"] = serde_json::json!("default");
+    }
+    let key = Key::of(&Object::Other(new.clone()));
+    let stored = store.get(&key).await?;
+    let old_meta = stored.as_ref().and_then(|s| match &s.object {
+        Object::Other(x) => x.value.get("metadata").cloned(),
+        _ => None,
+    });
+    for field in ["uid", "creationTimestamp"] {
+        let carried = old_meta.as_ref().and_then(|m| m.get(field)).cloned();
+        let value = match (carried, field) {
+            (Some(v), _) => v,
+            (None, "uid") => serde_json::json!(uid()),
+            (None, _) => serde_json::json!(now),
+        };
+        if new.value["metadata"].get(field).is_none() {
+            new.value["metadata"][field] = value;
+        }
+    }
+    if let Some(old) = stored.as_ref().and_then(|s| match &s.object {
+        Object::Other(x) => x.value.get("status").cloned(),
+        _ => None,
+    }) {
+        if new.value.get("status").is_none() {
+            new.value["status"] = old;
+        }
+    }
+    let resource = other_resource(o);
+    Ok(match stored {
+        None => (
+            format!("{resource}/{} created\n", o.name),
+            Some(Write::Create(Object::Other(new))),
+        ),
+        Some(s) if s.object == Object::Other(new.clone()) => {
+            (format!("{resource}/{} unchanged\n", o.name), None)
+        }
+        Some(s) => (
+            format!("{resource}/{} configured\n", o.name),
+            Some(Write::Update {
+                object: Object::Other(new),
+                expected: s.revision,
+            }),
+        ),
+    })
 }
 
 /// Keeps what the store owns when an object is applied again: uid, creation time,
