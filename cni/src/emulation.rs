@@ -26,6 +26,9 @@ use spiderpool_core::store::{Key, Revision, Store, Write};
 
 use crate::Error;
 
+/// The network name the emulation's allocations are recorded under.
+pub const EMULATION_NETWORK: &str = "spiderpool-rs.io/emulation";
+
 /// Workload kinds Kubernetes defines, with their `apiVersion`.
 pub const BUILTIN_WORKLOADS: [(&str, &str); 6] = [
     ("apps/v1", "Deployment"),
@@ -479,7 +482,7 @@ async fn pass<S: Store>(store: &S, uid: &mut dyn FnMut() -> String) -> Result<bo
                 .map(|n| map_at(&n.value, "/metadata/annotations"))
                 .unwrap_or_default(),
             owner: workload.map(|w| owner_of_workload(w, node_names.len(), true)),
-            network: "emulation".into(),
+            network: EMULATION_NETWORK.into(),
             ..AllocateRequest::default()
         };
         let mut value = p.value.clone();
@@ -533,11 +536,9 @@ async fn pass<S: Store>(store: &S, uid: &mut dyn FnMut() -> String) -> Result<bo
             _ => None,
         })
         .collect();
-    let pools_now: Vec<SpiderIPPool> = typed_pools(store)
-        .await?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    // Only what the emulation allocated: the CNI plugin's attachments on the same store
+    // belong to real containers the emulation knows nothing about (and their stray records
+    // are left to the plugin's own retries and GC).
     let endpoints: Vec<SpiderEndpoint> = store
         .list(SpiderEndpoint::KIND)
         .await?
@@ -546,7 +547,15 @@ async fn pass<S: Store>(store: &S, uid: &mut dyn FnMut() -> String) -> Result<bo
             Object::Endpoint(e) => Some(e),
             _ => None,
         })
+        .filter(|e| {
+            e.metadata
+                .annotations
+                .get(spiderpool_core::annotations::ANNO_ENDPOINT_NETWORK)
+                .map(String::as_str)
+                == Some(EMULATION_NETWORK)
+        })
         .collect();
+    let pools_now: Vec<SpiderIPPool> = Vec::new();
     let owner_of = |ep: &SpiderEndpoint| {
         workloads
             .iter()
