@@ -4,8 +4,10 @@
 #   2. the `spiderpool` CNI plugin binary allocates for a few pods, as a runtime would call it;
 #   3. spiderpoolctl shows the pools, subnets and endpoints with their counts;
 #   4. one pod is deleted (CNI DEL) and the counts follow;
-#   5. the seed documents' objects are admitted and tabulated (examples/seeds, examples/dual-stack).
-# Arguments, if any, replace the folders of step 5.
+#   5. workload emulation: a Deployment with a SpiderSubnet auto-pool of replicas + 3 (seed 002)
+#      grows when the Deployment scales;
+#   6. the seed documents' objects are admitted and tabulated (examples/seeds, examples/dual-stack).
+# Arguments, if any, replace the folders of step 6.
 source "$(dirname "$0")/env.sh"
 cargo build --quiet -p spiderpool-cni
 bin="$CARGO_TARGET_DIR/debug"
@@ -38,6 +40,20 @@ cni DEL ctr-web-2 web-2
 "$bin/spiderpoolctl" get sp
 step "spiderpoolctl describe sp lab-pool"
 "$bin/spiderpoolctl" describe sp lab-pool
+
+export SPIDERPOOL_STORE="$work/emulation"
+step "spiderpoolctl apply -f examples/scenarios/002-deployment-auto-pool/app.yaml"
+"$bin/spiderpoolctl" apply -f examples/scenarios/002-deployment-auto-pool/app.yaml
+step "spiderpoolctl get sp   (the auto-pool: 2 replicas + 3)"
+"$bin/spiderpoolctl" get sp
+step "spiderpoolctl get pods -o wide"
+"$bin/spiderpoolctl" get pods -o wide
+step "spiderpoolctl scale deploy/nginx --replicas 4"
+"$bin/spiderpoolctl" scale deploy/nginx --replicas 4
+step "spiderpoolctl get sp   (the auto-pool follows: 4 + 3)"
+"$bin/spiderpoolctl" get sp
+step "spiderpoolctl get ss"
+"$bin/spiderpoolctl" get ss
 
 if [ "$#" -eq 0 ]; then
     set -- examples/seeds/* examples/dual-stack

@@ -39,6 +39,10 @@ grep -q "free in test-ippool (1 of 3): 10.6.168.133" <<<"$out" || {
     echo "demo: seed 003 should leave exactly 10.6.168.133 free" >&2
     exit 1
 }
+grep -Eq "auto4-nginx-eth0-[a-z0-9]+ +4 +10.244.0.0/16 +4 +7 " <<<"$out" || {
+    echo "demo: the auto-pool should hold 4 of 7 after scaling nginx to 4" >&2
+    exit 1
+}
 grep -q "lab-pool   4         10.250.0.0/24   2                    21" <<<"$out" || {
     echo "demo: after three ADDs and one DEL the lab pool should hold 2 of 21" >&2
     exit 1
