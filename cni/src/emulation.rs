@@ -29,15 +29,7 @@ use crate::Error;
 /// The network name the emulation's allocations are recorded under.
 pub const EMULATION_NETWORK: &str = "spiderpool-rs.io/emulation";
 
-/// Workload kinds Kubernetes defines, with their `apiVersion`.
-pub const BUILTIN_WORKLOADS: [(&str, &str); 6] = [
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "ReplicaSet"),
-    ("apps/v1", "StatefulSet"),
-    ("apps/v1", "DaemonSet"),
-    ("batch/v1", "Job"),
-    ("batch/v1", "CronJob"),
-];
+pub use spiderpool_core::request::BUILTIN_WORKLOADS;
 
 /// The kinds the emulation stores besides Spiderpool's own.
 pub fn is_emulated(o: &OtherObject) -> bool {
@@ -46,9 +38,7 @@ pub fn is_emulated(o: &OtherObject) -> bool {
 
 /// A workload: a built-in kind, or any kind with `spec.replicas` and a pod template.
 pub fn is_workload(o: &OtherObject) -> bool {
-    BUILTIN_WORKLOADS
-        .iter()
-        .any(|(v, k)| *v == o.api_version && *k == o.kind)
+    spiderpool_core::request::is_builtin_workload(&o.api_version, &o.kind)
         || (o.value.pointer("/spec/template").is_some()
             && o.value.pointer("/spec/replicas").is_some())
 }
@@ -154,9 +144,7 @@ fn replicas(w: &OtherObject, nodes: usize) -> u64 {
 
 /// The application view of a workload.
 fn application(w: &OtherObject, nodes: usize) -> Application {
-    let builtin = BUILTIN_WORKLOADS
-        .iter()
-        .any(|(v, k)| *v == w.api_version && *k == w.kind);
+    let builtin = spiderpool_core::request::is_builtin_workload(&w.api_version, &w.kind);
     let template = if w.kind == "CronJob" {
         "/spec/jobTemplate/spec/template"
     } else {

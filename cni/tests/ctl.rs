@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+mod common;
+
 use serde_json::Value;
 
 struct Ctl {
@@ -24,24 +26,7 @@ impl Ctl {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spiderpoolctl"))
-            .args(args)
-            .env("SPIDERPOOL_STORE", self.dir.path().join("store"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+        let out = common::spiderpoolctl(&self.dir.path().join("store"), args, stdin);
         Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into(),

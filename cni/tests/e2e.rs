@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
+mod common;
+
 use spiderpool_testkit::check_invariants;
 use spiderpool_testkit::fixtures::block_on_ready;
 
@@ -15,19 +17,7 @@ fn plugin() -> &'static str {
 }
 
 fn ctl(store: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spiderpoolctl"))
-        .args(args)
-        .env("SPIDERPOOL_STORE", store)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = common::spiderpoolctl(store, args, stdin);
     assert!(
         out.status.success(),
         "spiderpoolctl {args:?}: {}",

@@ -2,11 +2,11 @@
 //! `examples/scenarios/`, and failure modes other IPAMs have had.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
+mod common;
+
 use spiderpool_testkit::check_invariants;
 use spiderpool_testkit::fixtures::block_on_ready;
 
@@ -26,19 +26,7 @@ impl Lab {
     }
 
     fn ctl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spiderpoolctl"))
-            .args(args)
-            .env("SPIDERPOOL_STORE", self.store())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+        let out = common::spiderpoolctl(&self.store(), args, stdin);
         assert!(
             out.status.success(),
             "spiderpoolctl {args:?}: {}",

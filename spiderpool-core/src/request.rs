@@ -43,6 +43,24 @@ impl Default for IpamConfig {
     }
 }
 
+/// The workload kinds Kubernetes itself defines, with their `apiVersion`; any other
+/// controller is a third-party one.
+pub const BUILTIN_WORKLOADS: [(&str, &str); 6] = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+];
+
+/// Whether `kind` of `api_version` is one of [`BUILTIN_WORKLOADS`].
+pub fn is_builtin_workload(api_version: &str, kind: &str) -> bool {
+    BUILTIN_WORKLOADS
+        .iter()
+        .any(|(v, k)| *v == api_version && *k == kind)
+}
+
 /// A pod's identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct PodRef {
