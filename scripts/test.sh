@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks: installs what the tests need on a fresh Debian machine, then runs
 # formatting, clippy with -D warnings, every test (unit, integration, property, doc) and the
-# demo. Later issues add etcd here.
+# demo.
 source "$(dirname "$0")/env.sh"
 
 apt_install() {
@@ -19,6 +19,8 @@ apt_install() {
 command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
 # The CNI end-to-end tests: Debian's reference plugins (bridge, …) and `ip netns`.
 apt_install containernetworking-plugins iproute2
+# The etcd backend: a real etcd for its tests, and protoc for the etcd-client crate's build.
+apt_install etcd-server etcd-client protobuf-compiler
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

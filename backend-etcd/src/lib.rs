@@ -1,0 +1,703 @@
+//! An etcd v3 [`Store`] for spiderpool-rs.
+//!
+//! # Key layout
+//! Under a configurable prefix `P` (default `/spiderpool/`):
+//! - `P o/<Kind>/<namespace or _>/<name>`: an object as JSON. A SpiderIPPool is stored without
+//!   `status.allocatedIPs` and `status.allocatedIPCount`;
+//! - `P a/<pool>/<ip>`: one key per allocated address, its record (`{"pod","podUid","interface"}`).
+//!
+//! A pool's allocation state therefore never grows with the size of its range, only with the
+//! addresses actually allocated, and two hosts allocating from one pool only conflict when they
+//! want the same address (see [Contention](#contention)).
+//!
+//! - `P d/<pool>`: rewritten whenever records of the pool are deleted, so that a deletion, too,
+//!   moves the pool's revision.
+//!
+//! # Revisions
+//! Objects carry their key's `mod_revision`. A pool's revision is the highest `mod_revision`
+//! among its spec key, its record keys and its `d/` key: it changes exactly when the pool's
+//! content does. An update of the pool reads the pool as it was at that revision and commits
+//! a transaction that checks that its spec and every record the plan changes or relies on are
+//! unchanged since, and that every address it adds is still free (`create_revision == 0`).
+//! Multi-object plans are one transaction: all or nothing.
+//!
+//! # Contention
+//! Every allocation from a pool used to rewrite the pool object, which serialises a cluster's
+//! allocations on one key. Here an allocation writes only its address's key and the pod's
+//! endpoint; the pool spec key is written only when the pool itself changes. Concurrent
+//! allocators that choose the same lowest free address conflict and retry from a fresh read;
+//! no address is ever written twice (`create_revision == 0` is checked in the transaction).
+//! Measured numbers are in `docs/performance.md` once the benchmarks land.
+#![deny(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+};
+use serde_json::Value;
+use spiderpool_core::model::{
+    object_from_value, Object, PoolIPAllocation, PoolIPAllocations, SpiderIPPool,
+};
+use spiderpool_core::store::{Key, Revision, Store, Stored, Write};
+
+/// Errors of the etcd store; converted into [`spiderpool_core::Error`] at the trait boundary
+/// (connection trouble is retryable `Unavailable`, undecodable data a `Storage` error naming
+/// the key).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No endpoint could be reached.
+    #[error("cannot connect to etcd {endpoints:?}: {reason}")]
+    Connect {
+        /// The endpoints tried.
+        endpoints: Vec<String>,
+        /// Why.
+        reason: String,
+    },
+    /// A request failed (timeout, leader change, …).
+    #[error("etcd request failed: {0}")]
+    Request(String),
+    /// A value does not decode: reported, never overwritten.
+    #[error("etcd key {key}: value does not decode, left untouched: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A TLS file could not be read.
+    #[error("{path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<Error> for spiderpool_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Corrupt { ref key, .. } => spiderpool_core::Error::Storage {
+                store: format!("etcd key {key}"),
+                reason: e.to_string(),
+            },
+            Error::Tls { ref path, .. } => spiderpool_core::Error::Storage {
+                store: path.clone(),
+                reason: e.to_string(),
+            },
+            other => spiderpool_core::Error::Unavailable {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+fn request(e: etcd_client::Error) -> spiderpool_core::Error {
+    Error::Request(e.to_string()).into()
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    /// Endpoints (`http://127.0.0.1:2379`, …); requests fail over between them.
+    pub endpoints: Vec<String>,
+    /// Key prefix of this store.
+    pub prefix: String,
+    /// User and password, if authentication is on.
+    pub user: Option<(String, String)>,
+    /// CA certificate, client certificate and key files (PEM), for TLS.
+    pub tls: Option<(String, Option<(String, String)>)>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl EtcdConfig {
+    /// Endpoints with the default prefix `/spiderpool/`, no auth, no TLS, 5 s timeouts.
+    pub fn new(endpoints: &[&str]) -> Self {
+        EtcdConfig {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            prefix: "/spiderpool/".into(),
+            user: None,
+            tls: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Parses `etcd://host:port[,host:port…][/prefix]`.
+    pub fn from_url(url: &str) -> Option<Self> {
+        let rest = url.strip_prefix("etcd://")?;
+        let (hosts, prefix) = match rest.split_once('/') {
+            Some((h, p)) => (h, format!("/{}/", p.trim_matches('/'))),
+            None => (rest, "/spiderpool/".to_string()),
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("http://{h}"))
+            .collect();
+        (!endpoints.is_empty()).then(|| EtcdConfig {
+            endpoints,
+            prefix,
+            ..EtcdConfig::new(&[])
+        })
+    }
+}
+
+/// The etcd store.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+}
+
+const POOL: &str = SpiderIPPool::KIND;
+
+impl EtcdStore {
+    /// Connects to etcd.
+    pub async fn connect(cfg: &EtcdConfig) -> Result<Self, Error> {
+        let mut opts = ConnectOptions::new()
+            .with_timeout(cfg.timeout)
+            .with_connect_timeout(cfg.timeout);
+        if let Some((user, password)) = &cfg.user {
+            opts = opts.with_user(user.clone(), password.clone());
+        }
+        if let Some((ca, identity)) = &cfg.tls {
+            let read = |p: &str| {
+                std::fs::read(p).map_err(|e| Error::Tls {
+                    path: p.to_string(),
+                    reason: e.to_string(),
+                })
+            };
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+            if let Some((cert, key)) = identity {
+                tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            opts = opts.with_tls(tls);
+        }
+        let client = Client::connect(&cfg.endpoints, Some(opts))
+            .await
+            .map_err(|e| Error::Connect {
+                endpoints: cfg.endpoints.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(EtcdStore {
+            client,
+            prefix: cfg.prefix.clone(),
+        })
+    }
+
+    fn object_key(&self, key: &Key) -> String {
+        format!(
+            "{}o/{}/{}/{}",
+            self.prefix,
+            key.kind,
+            key.namespace.as_deref().unwrap_or("_"),
+            key.name
+        )
+    }
+
+    fn kind_prefix(&self, kind: &str) -> String {
+        format!("{}o/{kind}/", self.prefix)
+    }
+
+    fn alloc_prefix(&self, pool: &str) -> String {
+        format!("{}a/{pool}/", self.prefix)
+    }
+
+    fn deletions_key(&self, pool: &str) -> String {
+        format!("{}d/{pool}", self.prefix)
+    }
+
+    fn decode(&self, key: &[u8], value: &[u8]) -> Result<Object, spiderpool_core::Error> {
+        let key = String::from_utf8_lossy(key).to_string();
+        let v: Value = serde_json::from_slice(value).map_err(|e| Error::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        object_from_value(&key, v).map_err(|e| {
+            Error::Corrupt {
+                key,
+                reason: e.to_string(),
+            }
+            .into()
+        })
+    }
+
+    fn decode_record(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<PoolIPAllocation, spiderpool_core::Error> {
+        serde_json::from_slice(value).map_err(|e| {
+            Error::Corrupt {
+                key: String::from_utf8_lossy(key).to_string(),
+                reason: e.to_string(),
+            }
+            .into()
+        })
+    }
+
+    /// Records of `pool` from alloc key-values.
+    fn records_of(
+        &self,
+        pool: &str,
+        kvs: &[etcd_client::KeyValue],
+    ) -> Result<BTreeMap<String, (PoolIPAllocation, i64)>, spiderpool_core::Error> {
+        let prefix = self.alloc_prefix(pool);
+        let mut out = BTreeMap::new();
+        for kv in kvs {
+            let key = String::from_utf8_lossy(kv.key());
+            let Some(ip) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            out.insert(
+                ip.to_string(),
+                (self.decode_record(kv.key(), kv.value())?, kv.mod_revision()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// A pool object with its records folded into its status.
+    fn assemble(
+        &self,
+        mut pool: SpiderIPPool,
+        records: &BTreeMap<String, (PoolIPAllocation, i64)>,
+    ) -> SpiderIPPool {
+        let map: PoolIPAllocations = records
+            .iter()
+            .map(|(ip, (r, _))| (ip.clone(), r.clone()))
+            .collect();
+        pool.set_allocations(&map);
+        pool
+    }
+
+    /// The pool as stored in its spec key: no allocation state.
+    fn spec_value(pool: &SpiderIPPool) -> Value {
+        let mut p = pool.clone();
+        p.status.allocated_ips = None;
+        p.status.allocated_ip_count = None;
+        Object::IpPool(p).to_value()
+    }
+
+    async fn range(
+        &self,
+        prefix: &str,
+        revision: Option<i64>,
+    ) -> Result<(Vec<etcd_client::KeyValue>, i64), spiderpool_core::Error> {
+        let mut opts = GetOptions::new().with_prefix();
+        if let Some(r) = revision {
+            opts = opts.with_revision(r);
+        }
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix, Some(opts))
+            .await
+            .map_err(request)?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        Ok((resp.kvs().to_vec(), rev))
+    }
+
+    /// Pools (one, or all) with their records, read at one store revision.
+    async fn read_pools(&self, only: Option<&str>) -> Result<Vec<Stored>, spiderpool_core::Error> {
+        let (spec_range, alloc_range, del_range) = match only {
+            Some(name) => (
+                self.object_key(&Key::pool(name)),
+                self.alloc_prefix(name),
+                self.deletions_key(name),
+            ),
+            None => (
+                self.kind_prefix(POOL),
+                format!("{}a/", self.prefix),
+                format!("{}d/", self.prefix),
+            ),
+        };
+        let prefix = || Some(GetOptions::new().with_prefix());
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(spec_range.clone(), prefix()),
+            TxnOp::get(alloc_range, prefix()),
+            TxnOp::get(del_range, prefix()),
+        ]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(request)?;
+        let mut ranges: Vec<Vec<etcd_client::KeyValue>> = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let deletions = ranges.pop().unwrap_or_default();
+        let allocs = ranges.pop().unwrap_or_default();
+        let specs = ranges.pop().unwrap_or_default();
+        let mut out = Vec::new();
+        for kv in &specs {
+            // `only` reads a prefix: skip pools whose name merely starts with it.
+            if only.is_some() && kv.key() != spec_range.as_bytes() {
+                continue;
+            }
+            let Object::IpPool(pool) = self.decode(kv.key(), kv.value())? else {
+                continue;
+            };
+            let name = pool.metadata.name.clone();
+            let records = self.records_of(&name, &allocs)?;
+            let del_key = self.deletions_key(&name);
+            let rev = records
+                .values()
+                .map(|(_, r)| *r)
+                .chain(std::iter::once(kv.mod_revision()))
+                .chain(
+                    deletions
+                        .iter()
+                        .filter(|d| d.key() == del_key.as_bytes())
+                        .map(|d| d.mod_revision()),
+                )
+                .max()
+                .unwrap_or(0);
+            let mut pool = self.assemble(pool, &records);
+            pool.metadata.resource_version = Some(rev.to_string());
+            out.push(Stored {
+                object: Object::IpPool(pool),
+                revision: Revision(rev.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The compares and operations of one write.
+    async fn plan_write(
+        &self,
+        write: Write,
+        cmps: &mut Vec<Compare>,
+        ops: &mut Vec<TxnOp>,
+    ) -> Result<(), spiderpool_core::Error> {
+        let rev_of = |r: &Revision| -> Result<i64, spiderpool_core::Error> {
+            r.0.parse().map_err(|_| spiderpool_core::Error::Conflict {
+                key: "etcd".into(),
+                expected: r.0.clone(),
+            })
+        };
+        match write {
+            Write::Create(object) => {
+                let key = Key::of(&object);
+                let k = self.object_key(&key);
+                cmps.push(Compare::create_revision(k.clone(), CompareOp::Equal, 0));
+                match &object {
+                    Object::IpPool(p) => {
+                        ops.push(TxnOp::put(k, Self::spec_value(p).to_string(), None));
+                        for (ip, r) in p.allocations()? {
+                            let ak = format!("{}{ip}", self.alloc_prefix(&p.metadata.name));
+                            cmps.push(Compare::create_revision(ak.clone(), CompareOp::Equal, 0));
+                            ops.push(TxnOp::put(
+                                ak,
+                                serde_json::to_string(&r).unwrap_or_default(),
+                                None,
+                            ));
+                        }
+                    }
+                    other => ops.push(TxnOp::put(k, other.to_value().to_string(), None)),
+                }
+            }
+            Write::Update {
+                object: Object::IpPool(new),
+                expected,
+            } => {
+                let r = rev_of(&expected)?;
+                let name = new.metadata.name.clone();
+                let k = self.object_key(&Key::pool(&name));
+                // What the planner saw, at its revision.
+                let (old_spec, _) = self
+                    .range(&k, Some(r))
+                    .await
+                    .map_err(|_| conflict(&k, &expected))?;
+                let Some(old_kv) = old_spec.iter().find(|kv| kv.key() == k.as_bytes()) else {
+                    return Err(spiderpool_core::Error::NotFound {
+                        key: Key::pool(&name).to_string(),
+                    });
+                };
+                let (old_allocs, _) = self
+                    .range(&self.alloc_prefix(&name), Some(r))
+                    .await
+                    .map_err(|_| conflict(&k, &expected))?;
+                let old_records = self.records_of(&name, &old_allocs)?;
+                cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
+                cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
+                let new_spec = Self::spec_value(&new);
+                let old_spec_value: Value =
+                    serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null);
+                if strip_rv(new_spec.clone()) != strip_rv(old_spec_value) {
+                    // A change of the pool itself (its ranges, …) was decided knowing every
+                    // record: none may have changed since.
+                    ops.push(TxnOp::put(k.clone(), new_spec.to_string(), None));
+                    self.guard_records(&name, r, cmps);
+                }
+                let new_records = new.allocations()?;
+                let mut touched_pods: BTreeSet<String> = BTreeSet::new();
+                let prefix = self.alloc_prefix(&name);
+                for (ip, rec) in &new_records {
+                    let ak = format!("{prefix}{ip}");
+                    match old_records.get(ip) {
+                        None => {
+                            cmps.push(Compare::create_revision(ak.clone(), CompareOp::Equal, 0));
+                            ops.push(TxnOp::put(
+                                ak,
+                                serde_json::to_string(rec).unwrap_or_default(),
+                                None,
+                            ));
+                            touched_pods.insert(rec.pod.clone());
+                        }
+                        Some((old, _)) if old != rec => {
+                            cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
+                            cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
+                            ops.push(TxnOp::put(
+                                ak,
+                                serde_json::to_string(rec).unwrap_or_default(),
+                                None,
+                            ));
+                            touched_pods.insert(rec.pod.clone());
+                            touched_pods.insert(old.pod.clone());
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let mut deleted = false;
+                for (ip, (old, _)) in &old_records {
+                    if !new_records.contains_key(ip) {
+                        let ak = format!("{prefix}{ip}");
+                        cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
+                        cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
+                        ops.push(TxnOp::delete(ak, None));
+                        touched_pods.insert(old.pod.clone());
+                        deleted = true;
+                    }
+                }
+                if deleted {
+                    ops.push(TxnOp::put(self.deletions_key(&name), r.to_string(), None));
+                }
+                // Records the plan relies on without changing them (the same pod's other
+                // addresses) must still be as they were.
+                for (ip, rec) in &new_records {
+                    if old_records.get(ip).is_some_and(|(o, _)| o == rec)
+                        && touched_pods.contains(&rec.pod)
+                    {
+                        let ak = format!("{prefix}{ip}");
+                        cmps.push(Compare::mod_revision(ak, CompareOp::Less, r + 1));
+                    }
+                }
+            }
+            Write::Update { object, expected } => {
+                let k = self.object_key(&Key::of(&object));
+                let r = rev_of(&expected)?;
+                cmps.push(Compare::mod_revision(k.clone(), CompareOp::Equal, r));
+                ops.push(TxnOp::put(k, object.to_value().to_string(), None));
+            }
+            Write::Delete { key, expected } => {
+                let k = self.object_key(&key);
+                let r = rev_of(&expected)?;
+                if key.kind == POOL {
+                    cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
+                    cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
+                    self.guard_records(&key.name, r, cmps);
+                    ops.push(TxnOp::delete(k, None));
+                    ops.push(TxnOp::delete(
+                        self.alloc_prefix(&key.name),
+                        Some(etcd_client::DeleteOptions::new().with_prefix()),
+                    ));
+                    ops.push(TxnOp::delete(self.deletions_key(&key.name), None));
+                } else {
+                    cmps.push(Compare::mod_revision(k.clone(), CompareOp::Equal, r));
+                    ops.push(TxnOp::delete(k, None));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares that fail if any record of `pool` was added, changed or deleted after `r`.
+    fn guard_records(&self, pool: &str, r: i64, cmps: &mut Vec<Compare>) {
+        cmps.push(
+            Compare::mod_revision(self.alloc_prefix(pool), CompareOp::Less, r + 1).with_prefix(),
+        );
+        cmps.push(Compare::mod_revision(
+            self.deletions_key(pool),
+            CompareOp::Less,
+            r + 1,
+        ));
+    }
+
+    /// Why a transaction failed: the first write whose key is missing, present or changed.
+    async fn explain(&self, writes: &[Key], creates: &[Key]) -> spiderpool_core::Error {
+        for key in creates {
+            if let Ok(Some(_)) = self.get(key).await {
+                return spiderpool_core::Error::AlreadyExists {
+                    kind: key.kind.clone(),
+                    name: key
+                        .namespace
+                        .as_ref()
+                        .map_or(key.name.clone(), |ns| format!("{ns}/{}", key.name)),
+                };
+            }
+        }
+        for key in writes {
+            if let Ok(None) = self.get(key).await {
+                return spiderpool_core::Error::NotFound {
+                    key: key.to_string(),
+                };
+            }
+        }
+        spiderpool_core::Error::Conflict {
+            key: writes
+                .first()
+                .or(creates.first())
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
+            expected: "a newer revision".into(),
+        }
+    }
+}
+
+fn conflict(key: &str, expected: &Revision) -> spiderpool_core::Error {
+    spiderpool_core::Error::Conflict {
+        key: key.to_string(),
+        expected: expected.0.clone(),
+    }
+}
+
+fn strip_rv(mut v: Value) -> Value {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, spiderpool_core::Error> {
+        if key.kind == POOL {
+            return Ok(self.read_pools(Some(&key.name)).await?.into_iter().next());
+        }
+        let k = self.object_key(key);
+        let resp = self
+            .client
+            .kv_client()
+            .get(k.as_str(), None)
+            .await
+            .map_err(request)?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let mut object = self.decode(kv.key(), kv.value())?;
+        set_rv(&mut object, kv.mod_revision());
+        Ok(Some(Stored {
+            object,
+            revision: Revision(kv.mod_revision().to_string()),
+        }))
+    }
+
+    async fn list(&self, kind: &str) -> Result<Vec<Stored>, spiderpool_core::Error> {
+        if kind == POOL {
+            return self.read_pools(None).await;
+        }
+        let (kvs, _) = self.range(&self.kind_prefix(kind), None).await?;
+        kvs.iter()
+            .map(|kv| {
+                let mut object = self.decode(kv.key(), kv.value())?;
+                set_rv(&mut object, kv.mod_revision());
+                Ok(Stored {
+                    object,
+                    revision: Revision(kv.mod_revision().to_string()),
+                })
+            })
+            .collect()
+    }
+
+    async fn create(&self, object: Object) -> Result<Revision, spiderpool_core::Error> {
+        self.apply(vec![Write::Create(object)]).await
+    }
+
+    async fn update(
+        &self,
+        object: Object,
+        expected: &Revision,
+    ) -> Result<Revision, spiderpool_core::Error> {
+        self.apply(vec![Write::Update {
+            object,
+            expected: expected.clone(),
+        }])
+        .await
+    }
+
+    async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), spiderpool_core::Error> {
+        self.apply(vec![Write::Delete {
+            key: key.clone(),
+            expected: expected.clone(),
+        }])
+        .await
+        .map(|_| ())
+    }
+
+    fn is_atomic(&self) -> bool {
+        true
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), spiderpool_core::Error> {
+        self.apply(writes).await.map(|_| ())
+    }
+}
+
+impl EtcdStore {
+    /// Applies writes in one transaction; returns the store revision it created (the new
+    /// `mod_revision` of every key written).
+    async fn apply(&self, writes: Vec<Write>) -> Result<Revision, spiderpool_core::Error> {
+        let mut seen = BTreeSet::new();
+        let mut creates = Vec::new();
+        let mut others = Vec::new();
+        for w in &writes {
+            if !seen.insert(w.key()) {
+                return Err(spiderpool_core::Error::Unsupported {
+                    what: format!("two writes to {} in one commit", w.key()),
+                });
+            }
+            match w {
+                Write::Create(_) => creates.push(w.key()),
+                _ => others.push(w.key()),
+            }
+        }
+        let mut cmps = Vec::new();
+        let mut ops = Vec::new();
+        for w in writes {
+            self.plan_write(w, &mut cmps, &mut ops).await?;
+        }
+        let resp = self
+            .client
+            .kv_client()
+            .txn(Txn::new().when(cmps).and_then(ops))
+            .await
+            .map_err(request)?;
+        if resp.succeeded() {
+            Ok(Revision(
+                resp.header().map(|h| h.revision()).unwrap_or(0).to_string(),
+            ))
+        } else {
+            Err(self.explain(&others, &creates).await)
+        }
+    }
+}
+
+fn set_rv(o: &mut Object, rev: i64) {
+    let meta = match o {
+        Object::IpPool(x) => Some(&mut x.metadata),
+        Object::Subnet(x) => Some(&mut x.metadata),
+        Object::ReservedIp(x) => Some(&mut x.metadata),
+        Object::Endpoint(x) => Some(&mut x.metadata),
+        Object::Other(_) => None,
+    };
+    if let Some(m) = meta {
+        m.resource_version = Some(rev.to_string());
+    }
+}
