@@ -107,13 +107,24 @@ fn a_plan_interrupted_half_way_that_fails_leaks_nothing() {
 }
 
 #[test]
-fn an_unavailable_store_is_reported_not_hidden() {
+fn an_unavailable_store_is_retried_then_reported() {
     let store = two_nic_store(MemoryStore::new());
-    store.inject(Fault::Unavailable { count: 1 });
-    let ipam = Ipam::new(&store);
-    let err = block_on_ready(ipam.allocate(&two_nics())).unwrap_err();
+    store.inject(Fault::Unavailable { count: 2 });
+    let ipam = Ipam::new(&store).with_retries(3, NoPause);
+    assert_eq!(
+        block_on_ready(ipam.allocate(&two_nics())).unwrap().len(),
+        2,
+        "a passing outage is retried"
+    );
+    store.inject(Fault::Unavailable { count: 100 });
+    let err =
+        block_on_ready(ipam.allocate(&with_annotations(add("ns", "b", "ub"), &[]))).unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
     assert!(err.to_string().contains("try again later"));
+    assert!(
+        err.to_string().contains("exhaust all retries (3 times)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -45,6 +45,9 @@ pub enum Error {
     /// The local store could not be opened.
     #[error(transparent)]
     Store(#[from] backend_memory::Error),
+    /// The etcd store could not be reached or holds bad data.
+    #[error(transparent)]
+    Etcd(#[from] backend_etcd::Error),
     /// A file given on the command line could not be read.
     #[error("{path}: {reason}")]
     Input {
@@ -94,6 +97,10 @@ impl Error {
             Error::NotAvailable { .. } => code::NOT_AVAILABLE,
             Error::Store(backend_memory::Error::LockTimeout { .. }) => code::TRY_AGAIN,
             Error::Store(_) => code::STORE_FAILED,
+            Error::Etcd(backend_etcd::Error::Corrupt { .. } | backend_etcd::Error::Tls { .. }) => {
+                code::STORE_FAILED
+            }
+            Error::Etcd(_) => code::TRY_AGAIN,
             Error::Ipam(e) => match e {
                 E::NoIpAvailable { .. } | E::NoPoolSelected { .. } => code::NO_IP_AVAILABLE,
                 E::Annotation { .. } | E::UnknownPool { .. } => code::WRONG_INPUT,

@@ -142,12 +142,12 @@ impl NetConf {
     }
 
     /// Opens the store the netconf names, with its lock timeout.
-    pub fn open_store(&self) -> Result<backend_memory::LocalStore, backend_memory::Error> {
-        let store = crate::store::open_store(self.store())?;
-        Ok(match self.ipam.lock_timeout_ms {
-            Some(ms) => store.with_lock_timeout(std::time::Duration::from_millis(ms)),
-            None => store,
-        })
+    pub async fn open_store(&self) -> Result<crate::store::AnyStore, Error> {
+        let timeout = self
+            .ipam
+            .lock_timeout_ms
+            .map(std::time::Duration::from_millis);
+        crate::store::open_store(self.store(), timeout).await
     }
 
     /// Pod annotations passed in the netconf: `args.cni.annotations`, then

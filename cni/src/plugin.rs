@@ -164,7 +164,7 @@ fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
 
 async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = conf.open_store()?;
+    let store = conf.open_store().await?;
     let ipam = Ipam::new(store);
     let req = AllocateRequest {
         pod: pod_ref(env)?,
@@ -205,16 +205,11 @@ async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
 
 async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
-    let store = match conf.open_store() {
-        Ok(s) => s,
+    if crate::store::is_missing_local(conf.store()) {
         // Nothing was ever stored there: nothing to release.
-        Err(backend_memory::Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(())
-        }
-        Err(e) => return Err(e.into()),
-    };
+        return Ok(());
+    }
+    let store = conf.open_store().await?;
     let ipam = Ipam::new(store);
     let req = ReleaseRequest {
         pod: pod_ref(env)?,
@@ -235,7 +230,7 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
 
 async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = conf.open_store()?;
+    let store = conf.open_store().await?;
     let pod = pod_ref(env)?;
     let ipam = Ipam::new(store);
     let snap: Snapshot = ipam.snapshot(&pod.namespace, &pod.name).await?;
@@ -279,7 +274,10 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
 
 async fn status(conf: &NetConf) -> Result<(), Error> {
     let unavailable = |reason: String| Error::NotAvailable { reason };
-    let store = conf.open_store().map_err(|e| unavailable(e.to_string()))?;
+    let store = conf
+        .open_store()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     let pools = store
         .list("SpiderIPPool")
         .await
@@ -332,7 +330,7 @@ async fn gc(conf: &NetConf) -> Result<(), Error> {
         .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let store = conf.open_store()?;
+    let store = conf.open_store().await?;
     let endpoints = store.list(SpiderEndpoint::KIND).await?;
     let ipam = Ipam::new(store);
     for s in endpoints {

@@ -144,13 +144,20 @@ impl<S: Store> Ipam<S> {
     ) -> Result<Outcome, Error> {
         let mut attempt = 0;
         loop {
-            let snap = self.snapshot(namespace, endpoint).await?;
-            let plan = plan(&snap)?;
-            if plan.writes.is_empty() {
-                return Ok(plan.outcome);
-            }
-            match self.store.commit(plan.writes).await {
-                Ok(()) => return Ok(plan.outcome),
+            // A store that cannot answer now (a lost connection, a leader election) is retried
+            // like a conflict: from a fresh read.
+            let result = match self.snapshot(namespace, endpoint).await {
+                Ok(snap) => {
+                    let plan = plan(&snap)?;
+                    if plan.writes.is_empty() {
+                        return Ok(plan.outcome);
+                    }
+                    self.store.commit(plan.writes).await.map(|()| plan.outcome)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcome) => return Ok(outcome),
                 Err(e) if is_retryable(&e) && attempt < self.retries => {
                     attempt += 1;
                     self.pause.pause(attempt).await;

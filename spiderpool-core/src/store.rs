@@ -248,4 +248,5 @@ macro_rules! delegate_store {
 delegate_store!(
     "A borrowed store is a store (an engine can work on a store its caller keeps)." => &T,
     "A shared store is a store (one store can serve several engines and tasks)." => std::sync::Arc<T>,
+    "A boxed store is a store (a binary picks its store at run time: `Box<dyn Store>`)." => Box<T>,
 );

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+pub mod etcd;
 pub mod fixtures;
 pub mod invariants;
 pub mod scenarios;

@@ -13,7 +13,7 @@ use spiderpool_cni::Error;
 #[derive(Parser)]
 #[command(name = "spiderpoolctl", version, about)]
 struct Cli {
-    /// The store: a local store directory.
+    /// The store: a local store directory, or etcd://host:port[,host:port…][/prefix].
     #[arg(long, global = true, env = "SPIDERPOOL_STORE", default_value = DEFAULT_STORE)]
     store: String,
     #[command(subcommand)]
@@ -107,7 +107,7 @@ fn new_uid() -> String {
 }
 
 async fn run(cli: Cli) -> Result<String, Error> {
-    let store = spiderpool_cni::store::open_store(&cli.store)?;
+    let store = spiderpool_cni::store::open_store(&cli.store, None).await?;
     let out = match cli.command {
         Command::Apply { file } => {
             let text = read_input(&file)?;

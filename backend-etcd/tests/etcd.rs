@@ -1,0 +1,246 @@
+//! The etcd store under load and failure: 64 concurrent allocators, a member killed and
+//! restarted, undecodable data, and random allocation sequences against a model.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use spiderpool_core::allocate::Outcome;
+use spiderpool_core::ipam::{Ipam, Pause};
+use spiderpool_core::model::{Object, SpiderIPPool};
+use spiderpool_core::store::{Key, Store};
+use spiderpool_core::Error;
+use spiderpool_testkit::check_invariants;
+use spiderpool_testkit::etcd::Cluster;
+use spiderpool_testkit::fixtures::{add, del, pool, put_pool};
+
+/// Exponential backoff with jitter from the pod index (no randomness needed).
+struct Backoff(u64);
+
+#[async_trait::async_trait]
+impl Pause for Backoff {
+    async fn pause(&self, attempt: u32) {
+        let base = 2u64.saturating_pow(attempt.min(7));
+        tokio::time::sleep(Duration::from_millis(base + self.0 % 7)).await;
+    }
+}
+
+async fn allocate_many<S: Store + 'static>(store: Arc<S>, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let ipam = Ipam::new(store).with_retries(500, Backoff(i as u64));
+            let got = ipam
+                .allocate(&add("ns", &format!("pod-{i}"), &format!("u{i}")))
+                .await
+                .unwrap();
+            got[0].ipv4.clone().unwrap()
+        }));
+    }
+    let mut ips = Vec::new();
+    for t in tasks {
+        ips.push(t.await.unwrap());
+    }
+    ips
+}
+
+async fn allocated(store: &dyn Store, name: &str) -> i64 {
+    let s = store.get(&Key::pool(name)).await.unwrap().unwrap();
+    let Object::IpPool(p) = s.object else {
+        panic!()
+    };
+    p.status.allocated_ip_count.unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_allocators_get_distinct_addresses() {
+    let store = Arc::new(common::store().await);
+    put_pool(
+        &*store,
+        "p",
+        "subnet: 10.20.0.0/16\nips: [10.20.0.1-10.20.1.0]\ndefault: true",
+    )
+    .await;
+    let mut ips = allocate_many(store.clone(), 64).await;
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 64, "an address was handed out twice");
+    assert_eq!(allocated(&*store, "p").await, 64);
+    check_invariants(&*store).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allocations_continue_while_a_member_is_killed_and_restarted() {
+    let mut cluster = Cluster::start(3);
+    let store = Arc::new(common::connect(&cluster.endpoints()).await);
+    put_pool(
+        &*store,
+        "p",
+        "subnet: 10.21.0.0/16\nips: [10.21.0.1-10.21.1.0]\ndefault: true",
+    )
+    .await;
+    let load = tokio::spawn(allocate_many(store.clone(), 64));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cluster.members[0].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!cluster.members[0].is_up(), "the member was not killed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.members[0].start("existing");
+    let mut ips = load.await.unwrap();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(
+        ips.len(),
+        64,
+        "duplicates or losses across the member restart"
+    );
+    cluster.wait_healthy();
+    assert_eq!(allocated(&*store, "p").await, 64);
+    check_invariants(&*store).await.unwrap();
+}
+
+#[tokio::test]
+async fn undecodable_data_is_reported_with_its_key_and_left_alone() {
+    let store = common::store().await;
+    put_pool(
+        &store,
+        "corruption-victim",
+        "subnet: 10.22.0.0/24\nips: [10.22.0.1-10.22.0.9]\ndefault: true",
+    )
+    .await;
+    let prefix = format!("/t{}-", std::process::id());
+    // Find this store's prefix through the pool key, then write garbage next to it.
+    let endpoints = spiderpool_testkit::etcd::shared().endpoints().join(",");
+    let keys = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &endpoints,
+            "get",
+            "--prefix",
+            "--keys-only",
+            &prefix,
+        ])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8(keys.stdout).unwrap();
+    let pool_key = keys
+        .lines()
+        .find(|k| k.ends_with("o/SpiderIPPool/_/corruption-victim") && k.contains(&prefix))
+        .unwrap()
+        .to_string();
+    let ours = pool_key.trim_end_matches("o/SpiderIPPool/_/corruption-victim");
+    let bad_key = format!("{ours}o/SpiderIPPool/_/broken");
+    let put = |k: &str, v: &str| {
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &endpoints, "put", k, v])
+            .output()
+            .unwrap()
+    };
+    put(&bad_key, "{not json");
+    let err = store.list(SpiderIPPool::KIND).await.unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    assert!(err.to_string().contains(&bad_key), "{err}");
+    let ipam = Ipam::new(&store);
+    assert!(
+        ipam.allocate(&add("ns", "a", "u")).await.is_err(),
+        "no allocation from an unreadable store"
+    );
+    let value = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &endpoints,
+            "get",
+            "--print-value-only",
+            &bad_key,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(value.stdout).unwrap().trim(),
+        "{not json",
+        "left untouched"
+    );
+    // A bad allocation record, too.
+    put(
+        &bad_key,
+        &serde_json::to_string(&Object::IpPool(pool("broken", "subnet: 10.23.0.0/24")).to_value())
+            .unwrap(),
+    );
+    let bad_record = format!("{ours}a/corruption-victim/10.22.0.5");
+    put(&bad_record, "garbage");
+    let err = store
+        .get(&Key::pool("corruption-victim"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&bad_record), "{err}");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u8),
+    Recreate(u8),
+    Del(u8),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    /// Random allocation sequences on etcd: the lowest free address every time, released
+    /// addresses reused, the invariants after every step.
+    #[test]
+    fn random_allocation_sequences(ops in prop::collection::vec(prop_oneof![
+        (0u8..6).prop_map(Op::Add),
+        (0u8..6).prop_map(Op::Recreate),
+        (0u8..6).prop_map(Op::Del),
+    ], 1..20)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = common::store().await;
+            put_pool(&store, "p", "subnet: 10.30.0.0/24\nips: [10.30.0.1-10.30.0.4]\ndefault: true").await;
+            let ipam = Ipam::new(&store);
+            let mut uids = [0u32; 6];
+            let mut held: [Option<String>; 6] = Default::default();
+            for op in ops {
+                match op {
+                    Op::Add(k) | Op::Recreate(k) => {
+                        let k = usize::from(k);
+                        if matches!(op, Op::Recreate(_)) {
+                            uids[k] += 1;
+                            held[k] = None;
+                        }
+                        let req = add("ns", &format!("p{k}"), &format!("u{k}-{}", uids[k]));
+                        // The lowest address no other pod holds.
+                        let taken: Vec<&String> = held.iter().enumerate().filter(|(i, _)| *i != k).filter_map(|(_, h)| h.as_ref()).collect();
+                        let want = (1..=4).map(|i| format!("10.30.0.{i}/24")).find(|a| !taken.contains(&a));
+                        match (ipam.allocate(&req).await, held[k].clone(), want) {
+                            (Ok(got), Some(h), _) => prop_assert_eq!(got[0].ipv4.clone().unwrap(), h),
+                            (Ok(got), None, Some(w)) => {
+                                prop_assert_eq!(got[0].ipv4.clone().unwrap(), w.clone());
+                                held[k] = Some(w);
+                            }
+                            (Err(Error::NoIpAvailable { .. }), None, None) => {}
+                            (got, h, w) => prop_assert!(false, "ADD gave {:?}, held {:?}, expected {:?}", got, h, w),
+                        }
+                    }
+                    Op::Del(k) => {
+                        let k = usize::from(k);
+                        let out = ipam.release(&del("ns", &format!("p{k}"), &format!("u{k}-{}", uids[k]))).await.unwrap();
+                        prop_assert_eq!(matches!(out, Outcome::Released(_)), held[k].is_some());
+                        held[k] = None;
+                    }
+                }
+                if let Err(errs) = check_invariants(&store).await {
+                    prop_assert!(false, "{}", errs.join("; "));
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
