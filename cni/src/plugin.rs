@@ -123,6 +123,35 @@ fn log(conf: &NetConf, env: &CniEnv, error: Option<&Error>) {
     }
 }
 
+/// Backoff between retries of a conflicting allocation: exponential up to 100 ms, with a
+/// jitter derived from the container id so that concurrent plugins spread out.
+struct Backoff {
+    seed: u64,
+}
+
+impl Backoff {
+    fn for_container(id: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        Backoff { seed: h.finish() }
+    }
+}
+
+#[async_trait::async_trait]
+impl spiderpool_core::ipam::Pause for Backoff {
+    async fn pause(&self, attempt: u32) {
+        let cap = 2u64.saturating_pow(attempt.min(7)).min(100);
+        let jitter = self.seed.rotate_left(attempt) % (cap + 1);
+        tokio::time::sleep(std::time::Duration::from_millis(cap / 2 + jitter)).await;
+    }
+}
+
+/// The engine the plugin runs: retries with [`Backoff`].
+fn engine<S: Store>(store: S, container: &str) -> Ipam<S> {
+    Ipam::new(store).with_retries(200, Backoff::for_container(container))
+}
+
 fn ok(v: Value) -> Reply {
     Reply {
         stdout: v.to_string(),
@@ -165,7 +194,7 @@ fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
 async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
     let store = conf.open_store().await?;
-    let ipam = Ipam::new(store);
+    let ipam = engine(store, &env.container_id);
     let req = AllocateRequest {
         pod: pod_ref(env)?,
         container_id: env.container_id.clone(),
@@ -210,7 +239,7 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
         return Ok(());
     }
     let store = conf.open_store().await?;
-    let ipam = Ipam::new(store);
+    let ipam = engine(store, &env.container_id);
     let req = ReleaseRequest {
         pod: pod_ref(env)?,
         ifname: env.ifname.clone(),
@@ -332,7 +361,7 @@ async fn gc(conf: &NetConf) -> Result<(), Error> {
         .collect();
     let store = conf.open_store().await?;
     let endpoints = store.list(SpiderEndpoint::KIND).await?;
-    let ipam = Ipam::new(store);
+    let ipam = engine(store, &conf.name);
     for s in endpoints {
         let Object::Endpoint(ep) = s.object else {
             continue;

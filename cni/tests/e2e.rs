@@ -317,3 +317,66 @@ fn bridge_plugin_delegates_ipam_to_spiderpool_in_network_namespaces() {
         ])
         .status();
 }
+
+#[test]
+fn sixty_four_plugin_processes_on_etcd_and_the_emulation_on_etcd() {
+    let cluster = spiderpool_testkit::etcd::shared();
+    let port = cluster.members[0].client;
+    let store_url = format!("etcd://127.0.0.1:{port}/e2e-{}", std::process::id());
+    let store = Path::new(&store_url);
+    ctl(
+        store,
+        &["apply", "-f", "-"],
+        Some(&pool_yaml(
+            "big",
+            "10.233.0.0/24",
+            "10.233.0.10-10.233.0.200",
+            "10.233.0.1",
+        )),
+    );
+    let conf = json!({"cniVersion": "1.0.0", "name": "many", "type": "spiderpool", "ipam": {"type": "spiderpool", "store": store_url}}).to_string();
+    let children: Vec<_> = (0..64)
+        .map(|i| {
+            spawn_cni(
+                plugin(),
+                "ADD",
+                &format!("c{i}"),
+                "/var/run/netns/none",
+                &conf,
+                "",
+                None,
+            )
+        })
+        .collect();
+    let mut addresses = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        addresses.push(v["ips"][0]["address"].as_str().unwrap().to_string());
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 64, "an address was handed out twice");
+    let sp = String::from_utf8(ctl(store, &["get", "sp"], None).stdout).unwrap();
+    assert!(
+        sp.contains("big    4         10.233.0.0/24   64                   191"),
+        "{sp}"
+    );
+    // The workload emulation works the same on etcd (seed 003).
+    let scenario = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/scenarios/003-reserved-ip/app.yaml"),
+    )
+    .unwrap();
+    let other = format!("etcd://127.0.0.1:{port}/e2e-emu-{}", std::process::id());
+    ctl(Path::new(&other), &["apply", "-f", "-"], Some(&scenario));
+    let pods = String::from_utf8(ctl(Path::new(&other), &["get", "pods"], None).stdout).unwrap();
+    assert_eq!(pods.matches("Running").count(), 1, "{pods}");
+    assert!(pods.contains("10.6.168.133"), "{pods}");
+    assert_eq!(pods.matches("Pending").count(), 1, "{pods}");
+}
