@@ -41,7 +41,7 @@ use serde_json::Value;
 use spiderpool_core::model::{
     object_from_value, Object, PoolIPAllocation, PoolIPAllocations, SpiderIPPool,
 };
-use spiderpool_core::store::{Key, Revision, Store, Stored, Write};
+use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
 
 /// Errors of the etcd store; converted into [`spiderpool_core::Error`] at the trait boundary
 /// (connection trouble is retryable `Unavailable`, undecodable data a `Storage` error naming
@@ -648,9 +648,143 @@ impl Store for EtcdStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), spiderpool_core::Error> {
         self.apply(writes).await.map(|_| ())
     }
+
+    async fn changes(
+        &self,
+        kind: &str,
+        since: Option<&Revision>,
+    ) -> Result<Vec<Change>, spiderpool_core::Error> {
+        let Some(since) = since else {
+            // No starting point: everything there is, as puts.
+            return Ok(self
+                .list(kind)
+                .await?
+                .into_iter()
+                .map(Change::Put)
+                .collect());
+        };
+        let s: i64 = since
+            .0
+            .parse()
+            .map_err(|_| spiderpool_core::Error::Expired {
+                revision: since.0.clone(),
+            })?;
+        // A marker written now bounds the history to read: the watch is caught up once it
+        // delivers the marker.
+        let marker = format!("{}~changes", self.prefix);
+        let put = self
+            .client
+            .kv_client()
+            .put(marker.as_str(), "", None)
+            .await
+            .map_err(request)?;
+        let now = put.header().map(|h| h.revision()).unwrap_or(0);
+        let events = tokio::time::timeout(Duration::from_secs(10), self.events_between(s, now))
+            .await
+            .map_err(|_| spiderpool_core::Error::Unavailable {
+                reason: "etcd watch did not catch up within 10 s".into(),
+            })??;
+        let object_prefix = self.kind_prefix(kind);
+        let mut out = Vec::new();
+        let mut pools: Vec<String> = Vec::new();
+        for (key, value, rev, put) in events {
+            if kind == POOL {
+                let name = key
+                    .strip_prefix(&object_prefix)
+                    .and_then(|r| r.strip_prefix("_/"))
+                    .or_else(|| {
+                        key.strip_prefix(&format!("{}a/", self.prefix))
+                            .and_then(|r| r.split('/').next())
+                    })
+                    .or_else(|| key.strip_prefix(&format!("{}d/", self.prefix)));
+                if let Some(name) = name {
+                    pools.retain(|p| p != name);
+                    pools.push(name.to_string());
+                }
+                continue;
+            }
+            let Some(rest) = key.strip_prefix(&object_prefix) else {
+                continue;
+            };
+            if put {
+                let mut object = self.decode(key.as_bytes(), &value)?;
+                set_rv(&mut object, rev);
+                out.push(Change::Put(Stored {
+                    object,
+                    revision: Revision(rev.to_string()),
+                }));
+            } else {
+                let mut parts = rest.splitn(2, '/');
+                let ns = parts.next().unwrap_or_default();
+                let name = parts.next().unwrap_or_default();
+                out.push(Change::Deleted {
+                    key: Key {
+                        kind: kind.to_string(),
+                        namespace: (ns != "_").then(|| ns.to_string()),
+                        name: name.to_string(),
+                    },
+                    revision: Revision(rev.to_string()),
+                });
+            }
+        }
+        for name in pools {
+            match self.get(&Key::pool(&name)).await? {
+                Some(stored) => out.push(Change::Put(stored)),
+                None => out.push(Change::Deleted {
+                    key: Key::pool(&name),
+                    revision: Revision(now.to_string()),
+                }),
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl EtcdStore {
+    /// Every event under the prefix after revision `s` up to `now`: (key, value, revision,
+    /// is a put).
+    async fn events_between(
+        &self,
+        s: i64,
+        now: i64,
+    ) -> Result<Vec<(String, Vec<u8>, i64, bool)>, spiderpool_core::Error> {
+        let opts = etcd_client::WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(s + 1);
+        let mut stream = self
+            .client
+            .watch_client()
+            .watch(self.prefix.as_str(), Some(opts))
+            .await
+            .map_err(request)?;
+        let marker = format!("{}~changes", self.prefix);
+        let mut out = Vec::new();
+        while let Some(resp) = stream.message().await.map_err(request)? {
+            if resp.compact_revision() > 0 || resp.canceled() {
+                return Err(spiderpool_core::Error::Expired {
+                    revision: s.to_string(),
+                });
+            }
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                if kv.mod_revision() >= now || kv.key() == marker.as_bytes() {
+                    if kv.mod_revision() >= now {
+                        return Ok(out);
+                    }
+                    continue;
+                }
+                let put = matches!(ev.event_type(), etcd_client::EventType::Put);
+                out.push((
+                    String::from_utf8_lossy(kv.key()).to_string(),
+                    kv.value().to_vec(),
+                    kv.mod_revision(),
+                    put,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies writes in one transaction; returns the store revision it created (the new
     /// `mod_revision` of every key written).
     async fn apply(&self, writes: Vec<Write>) -> Result<Revision, spiderpool_core::Error> {

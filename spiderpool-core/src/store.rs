@@ -200,7 +200,8 @@ pub trait Store: Send + Sync {
     }
 
     /// Changes to objects of `kind` after revision `since` (all retained changes when `None`),
-    /// oldest first, for controllers. Stores without a change feed answer
+    /// oldest first, for controllers. A store may coalesce several changes of one object into
+    /// its latest state (controllers are level-triggered). Stores without a change feed answer
     /// [`Error::Unsupported`]; a feed that no longer holds `since` answers
     /// [`Error::Expired`] and the caller lists again.
     async fn changes(&self, kind: &str, since: Option<&Revision>) -> Result<Vec<Change>, Error> {
