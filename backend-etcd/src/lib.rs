@@ -27,7 +27,26 @@
 //! endpoint; the pool spec key is written only when the pool itself changes. Concurrent
 //! allocators that choose the same lowest free address conflict and retry from a fresh read;
 //! no address is ever written twice (`create_revision == 0` is checked in the transaction).
-//! Measured numbers are in `docs/performance.md` once the benchmarks land.
+//!
+//! Measured with `cargo bench -p spiderpool-benches --bench etcd` (one loopback etcd 3.4
+//! member, data on disk, this project's 2-core machine; each allocator allocates for
+//! `max(256 / allocators, 4)` pods from one fresh pool; jittered exponential backoff):
+//!
+//! | concurrent allocators | allocations/s | per allocation |
+//! |---|---|---|
+//! | 1  | 323 | 3.1 ms |
+//! | 8  | 241 | 4.1 ms (wall) |
+//! | 64 | 122 | 8.2 ms (wall) |
+//!
+//! One allocation costs about six round trips (snapshot: pools with their records in one
+//! transaction, reserved IPs, the endpoint; commit: the pool as of its revision, then the
+//! transaction) and one fsync of the transaction. Under concurrency every allocator wants the
+//! same lowest free address, so each round has one winner and the others retry: throughput
+//! falls as allocators are added, but no address is duplicated or lost (tests run 64
+//! concurrent tasks and 64 plugin processes, and a 3-member cluster losing a member). The
+//! next steps, left for the performance work: read the snapshot in one transaction, cache
+//! decoded pools by revision, and spread concurrent allocators over the free addresses only
+//! after a conflict, so that the first attempt still takes the lowest free one.
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
