@@ -1,0 +1,285 @@
+//! A [`Store`] on the Kubernetes API server: Spiderpool's own CRDs
+//! (`spiderpool.spidernet.io/v2beta1`), so that our engine runs under the same objects and the
+//! same `kubectl get sp` as Spiderpool.
+//!
+//! - revisions are `metadata.resourceVersion`; every write sends the revision it expects and
+//!   the API server's 409 becomes [`Error::Conflict`](spiderpool_core::Error::Conflict), 404
+//!   [`Error::NotFound`](spiderpool_core::Error::NotFound);
+//! - the kinds have a status subresource: an update writes the object, then its status, each
+//!   with the revision the previous step returned;
+//! - the API server has no multi-object transactions ([`Store::is_atomic`] is false): the
+//!   engine orders its writes so that every prefix of a plan is safe;
+//! - a deletion first drops the object's finalizers (the engine deletes pools and endpoints
+//!   only once they hold nothing), then deletes with the revision as precondition.
+//!
+//! Only the four Spiderpool kinds live here; other kinds (the emulation's pods and workloads)
+//! belong to the cluster itself and are [`Unsupported`](spiderpool_core::Error::Unsupported).
+#![deny(missing_docs)]
+
+use async_trait::async_trait;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::Value;
+use spiderpool_core::model::{object_from_value, Object};
+use spiderpool_core::store::{Key, Revision, Store, Stored};
+use spiderpool_core::Error;
+
+/// The API resource of one of Spiderpool's kinds.
+pub fn api_resource(kind: &str) -> Option<(ApiResource, bool)> {
+    let (plural, namespaced) = match kind {
+        "SpiderIPPool" => ("spiderippools", false),
+        "SpiderSubnet" => ("spidersubnets", false),
+        "SpiderReservedIP" => ("spiderreservedips", false),
+        "SpiderEndpoint" => ("spiderendpoints", true),
+        _ => return None,
+    };
+    let gvk = GroupVersionKind::gvk("spiderpool.spidernet.io", "v2beta1", kind);
+    Some((ApiResource::from_gvk_with_plural(&gvk, plural), namespaced))
+}
+
+/// The store over a Kubernetes client.
+#[derive(Clone)]
+pub struct KubeStore {
+    client: Client,
+}
+
+impl KubeStore {
+    /// A store over `client` (from a kubeconfig, in-cluster config, or a test service).
+    pub fn new(client: Client) -> Self {
+        KubeStore { client }
+    }
+
+    fn api(&self, kind: &str, namespace: Option<&str>) -> Result<Api<DynamicObject>, Error> {
+        let (ar, namespaced) = api_resource(kind).ok_or_else(|| Error::Unsupported {
+            what: format!("{kind} objects in the Kubernetes store (they belong to the cluster)"),
+        })?;
+        Ok(match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            (true, None) => Api::all_with(self.client.clone(), &ar),
+            (false, _) => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    fn api_for(&self, key: &Key) -> Result<Api<DynamicObject>, Error> {
+        self.api(&key.kind, key.namespace.as_deref())
+    }
+}
+
+/// Maps an API error for `key`: 409 conflict or exists, 404 not found, the rest unavailable.
+fn api_error(key: &Key, expected: Option<&Revision>, e: kube::Error) -> Error {
+    match &e {
+        kube::Error::Api(status) if status.code == 404 => Error::NotFound {
+            key: key.to_string(),
+        },
+        kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists" => {
+            Error::AlreadyExists {
+                kind: key.kind.clone(),
+                name: key
+                    .namespace
+                    .as_ref()
+                    .map_or(key.name.clone(), |ns| format!("{ns}/{}", key.name)),
+            }
+        }
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict {
+            key: key.to_string(),
+            expected: expected.map(|r| r.0.clone()).unwrap_or_default(),
+        },
+        kube::Error::Api(status) if status.code == 422 || status.code == 400 => Error::Storage {
+            store: "kubernetes".into(),
+            reason: format!("{key}: {}", status.message),
+        },
+        _ => Error::Unavailable {
+            reason: format!("{key}: {e}"),
+        },
+    }
+}
+
+fn to_dynamic(object: &Object) -> Result<DynamicObject, Error> {
+    serde_json::from_value(object.to_value()).map_err(|e| Error::Storage {
+        store: "kubernetes".into(),
+        reason: format!("{}: {e}", Key::of(object)),
+    })
+}
+
+fn from_dynamic(d: DynamicObject) -> Result<Stored, Error> {
+    let value = serde_json::to_value(&d).map_err(|e| Error::Storage {
+        store: "kubernetes".into(),
+        reason: e.to_string(),
+    })?;
+    let revision = Revision(d.metadata.resource_version.clone().unwrap_or_default());
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let object = object_from_value(&format!("kubernetes object {name}"), value).map_err(|e| {
+        Error::Storage {
+            store: "kubernetes".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(Stored { object, revision })
+}
+
+fn status_of(object: &Object) -> Option<Value> {
+    object
+        .to_value()
+        .get("status")
+        .cloned()
+        .filter(|s| !s.is_null())
+}
+
+#[async_trait]
+impl Store for KubeStore {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, Error> {
+        let api = self.api_for(key)?;
+        match api
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| api_error(key, None, e))?
+        {
+            Some(d) => Ok(Some(from_dynamic(d)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, kind: &str) -> Result<Vec<Stored>, Error> {
+        let api = self.api(kind, None)?;
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(&Key::cluster(kind, ""), None, e))?;
+        let mut out: Vec<Stored> = list
+            .items
+            .into_iter()
+            .map(from_dynamic)
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|s| Key::of(&s.object));
+        Ok(out)
+    }
+
+    async fn create(&self, object: Object) -> Result<Revision, Error> {
+        let key = Key::of(&object);
+        let api = self.api_for(&key)?;
+        let created = api
+            .create(&PostParams::default(), &to_dynamic(&object)?)
+            .await
+            .map_err(|e| api_error(&key, None, e))?;
+        let rv = Revision(
+            created
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+        );
+        match status_of(&object) {
+            // The status subresource ignores status on create: write it next.
+            Some(status) => self.write_status(&key, &api, status, &rv).await,
+            None => Ok(rv),
+        }
+    }
+
+    async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, Error> {
+        let key = Key::of(&object);
+        let api = self.api_for(&key)?;
+        let mut d = to_dynamic(&object)?;
+        d.metadata.resource_version = Some(expected.0.clone());
+        let replaced = api
+            .replace(&key.name, &PostParams::default(), &d)
+            .await
+            .map_err(|e| api_error(&key, Some(expected), e))?;
+        let rv = Revision(
+            replaced
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+        );
+        let stored_status = serde_json::to_value(&replaced)
+            .ok()
+            .and_then(|v| v.get("status").cloned())
+            .filter(|s| !s.is_null());
+        let wanted = status_of(&object);
+        if wanted == stored_status {
+            return Ok(rv);
+        }
+        self.write_status(
+            &key,
+            &api,
+            wanted.unwrap_or(Value::Object(Default::default())),
+            &rv,
+        )
+        .await
+    }
+
+    async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), Error> {
+        let api = self.api_for(key)?;
+        let mut rv = expected.clone();
+        // Finalizers would keep the object terminating: the engine deletes only what holds
+        // nothing, so it drops them first (with the revision as precondition).
+        if let Some(current) = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| api_error(key, Some(expected), e))?
+        {
+            if current.metadata.resource_version.as_deref() != Some(expected.0.as_str()) {
+                return Err(Error::Conflict {
+                    key: key.to_string(),
+                    expected: expected.0.clone(),
+                });
+            }
+            if current
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+            {
+                let mut d = current.clone();
+                d.metadata.finalizers = None;
+                let replaced = api
+                    .replace(&key.name, &PostParams::default(), &d)
+                    .await
+                    .map_err(|e| api_error(key, Some(expected), e))?;
+                rv = Revision(replaced.metadata.resource_version.unwrap_or_default());
+            }
+        } else {
+            return Err(Error::NotFound {
+                key: key.to_string(),
+            });
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(rv.0.clone()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        api.delete(&key.name, &params)
+            .await
+            .map_err(|e| api_error(key, Some(&rv), e))?;
+        Ok(())
+    }
+}
+
+impl KubeStore {
+    async fn write_status(
+        &self,
+        key: &Key,
+        api: &Api<DynamicObject>,
+        status: Value,
+        rv: &Revision,
+    ) -> Result<Revision, Error> {
+        let body = serde_json::json!({
+            "apiVersion": "spiderpool.spidernet.io/v2beta1",
+            "kind": key.kind,
+            "metadata": {"name": key.name, "namespace": key.namespace, "resourceVersion": rv.0},
+            "status": status,
+        });
+        let d: DynamicObject = serde_json::from_value(body).map_err(|e| Error::Storage {
+            store: "kubernetes".into(),
+            reason: e.to_string(),
+        })?;
+        let done = api
+            .replace_status(&key.name, &PostParams::default(), &d)
+            .await
+            .map_err(|e| api_error(key, Some(rv), e))?;
+        Ok(Revision(done.metadata.resource_version.unwrap_or_default()))
+    }
+}
