@@ -16,6 +16,8 @@
 //! belong to the cluster itself and are [`Unsupported`](spiderpool_core::Error::Unsupported).
 #![deny(missing_docs)]
 
+pub mod crd;
+
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};

@@ -48,7 +48,7 @@ pub const LEGACY_API_VERSION: &str = "spiderpool.spidernet.io/v1";
 pub const FINALIZER: &str = "spiderpool.spidernet.io";
 
 /// A route handed to the CNI: destination CIDR and gateway.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Route {
     /// Destination CIDR.
     pub dst: String,

@@ -73,6 +73,8 @@ enum Command {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+    /// Print the CustomResourceDefinitions of the four kinds (for `kubectl apply -f -`).
+    Crds,
     /// Show one object in full, with its allocations.
     Describe {
         /// The kind.
@@ -107,6 +109,10 @@ fn new_uid() -> String {
 }
 
 async fn run(cli: Cli) -> Result<String, Error> {
+    // Printing the CRDs needs no store.
+    if let Command::Crds = cli.command {
+        return Ok(backend_kube::crd::crds_yaml());
+    }
     let store = spiderpool_cni::store::open_store(&cli.store, None).await?;
     let out = match cli.command {
         Command::Apply { file } => {
@@ -198,6 +204,7 @@ async fn run(cli: Cli) -> Result<String, Error> {
             })?;
             ctl::scale(&store, &kind, &name, &namespace, replicas).await?
         }
+        Command::Crds => return Ok(backend_kube::crd::crds_yaml()),
         Command::Describe {
             kind,
             name,

@@ -7,7 +7,7 @@ use super::{Route, API_VERSION};
 
 /// A SpiderEndpoint (`spiderpool.spidernet.io/v2beta1`, namespaced, short name `se`), named
 /// like its pod (or KubeVirt VM).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpiderEndpoint {
     /// `spiderpool.spidernet.io/v2beta1`.
@@ -26,7 +26,7 @@ pub struct SpiderEndpoint {
 }
 
 /// `status` of a SpiderEndpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadEndpointStatus {
     /// The current allocation.
@@ -45,7 +45,7 @@ pub struct WorkloadEndpointStatus {
 }
 
 /// `status.current`: the pod instance and its addresses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodIPAllocation {
     /// The pod's uid.
@@ -63,7 +63,7 @@ pub struct PodIPAllocation {
 }
 
 /// The addresses of one NIC.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IPAllocationDetail {
     /// NIC name (`eth0`, `net1`).

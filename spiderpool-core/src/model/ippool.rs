@@ -10,7 +10,7 @@ use crate::ip::{parse_ip, IpSet};
 use crate::Error;
 
 /// A SpiderIPPool (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `sp`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpiderIPPool {
     /// `spiderpool.spidernet.io/v2beta1`.
@@ -32,7 +32,7 @@ pub struct SpiderIPPool {
 }
 
 /// `spec` of a SpiderIPPool.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IPPoolSpec {
     /// 4 or 6; derived from `subnet` by defaulting when unset.
@@ -84,7 +84,7 @@ pub struct IPPoolSpec {
 }
 
 /// `status` of a SpiderIPPool.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IPPoolStatus {
     /// JSON-encoded [`PoolIPAllocations`]; see [`SpiderIPPool::allocations`].
@@ -121,7 +121,7 @@ impl IPPoolStatus {
 }
 
 /// One record of `status.allocatedIPs`: who holds the address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolIPAllocation {
     /// `<namespace>/<name>` of the pod (of the VM for KubeVirt).
     pub pod: String,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub type Extra = BTreeMap<String, serde_json::Value>;
 
 /// `metadata` of an object (Kubernetes `ObjectMeta`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name.
@@ -33,9 +33,11 @@ pub struct ObjectMeta {
     pub generation: Option<i64>,
     /// Creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub creation_timestamp: Option<Timestamp>,
     /// Deletion request time: the object is terminating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub deletion_timestamp: Option<Timestamp>,
     /// Grace period of a pending deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +82,7 @@ impl ObjectMeta {
 }
 
 /// One entry of `metadata.ownerReferences`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     /// Owner's `apiVersion`.
@@ -103,7 +105,7 @@ pub struct OwnerReference {
 }
 
 /// Kubernetes `LabelSelector`: `matchLabels` and `matchExpressions`, all of which must hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Labels that must be present with these values.
@@ -118,7 +120,7 @@ pub struct LabelSelector {
 }
 
 /// One `matchExpressions` entry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelectorRequirement {
     /// Label key.

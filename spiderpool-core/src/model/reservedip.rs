@@ -9,7 +9,7 @@ use crate::ip::{IpFamily, IpRange, IpSet};
 /// A SpiderReservedIP (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `sr`).
 /// Its addresses are excluded from every pool of the family while it exists and is not
 /// terminating. It has no status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpiderReservedIP {
     /// `spiderpool.spidernet.io/v2beta1`.
@@ -28,7 +28,7 @@ pub struct SpiderReservedIP {
 }
 
 /// `spec` of a SpiderReservedIP.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservedIPSpec {
     /// 4 or 6; derived from `ips[0]` when unset.

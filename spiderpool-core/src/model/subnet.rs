@@ -10,7 +10,7 @@ use crate::ip::{parse_ip_ranges, IpCount, IpSet};
 use crate::Error;
 
 /// A SpiderSubnet (`spiderpool.spidernet.io/v2beta1`, cluster-scoped, short name `ss`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpiderSubnet {
     /// `spiderpool.spidernet.io/v2beta1`.
@@ -32,7 +32,7 @@ pub struct SpiderSubnet {
 }
 
 /// `spec` of a SpiderSubnet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubnetSpec {
     /// 4 or 6; derived from `subnet` when unset.
@@ -59,7 +59,7 @@ pub struct SubnetSpec {
 }
 
 /// `status` of a SpiderSubnet.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubnetStatus {
     /// JSON-encoded [`PoolIPPreAllocations`]; see [`SpiderSubnet::controlled_pools`].
@@ -96,7 +96,7 @@ impl SubnetStatus {
 }
 
 /// Addresses of a subnet handed to one pool.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolIPPreAllocation {
     /// Range strings.
     #[serde(default)]
