@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod crd;
+pub mod webhook;
 
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
