@@ -20,12 +20,16 @@ pub mod crd;
 pub mod webhook;
 
 use async_trait::async_trait;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
+use futures::TryStreamExt;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
+};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::Client;
 use serde_json::Value;
 use spiderpool_core::model::{object_from_value, Object};
-use spiderpool_core::store::{Key, Revision, Store, Stored};
+use spiderpool_core::store::{Change, Key, Revision, Store, Stored};
 use spiderpool_core::Error;
 
 /// The API resource of one of Spiderpool's kinds.
@@ -259,9 +263,64 @@ impl Store for KubeStore {
             .map_err(|e| api_error(key, Some(&rv), e))?;
         Ok(())
     }
+
+    async fn changes(&self, kind: &str, since: Option<&Revision>) -> Result<Vec<Change>, Error> {
+        let Some(since) = since else {
+            return Ok(self
+                .list(kind)
+                .await?
+                .into_iter()
+                .map(Change::Put)
+                .collect());
+        };
+        let api = self.api(kind, None)?;
+        let key = Key::cluster(kind, "");
+        let params = WatchParams::default().timeout(Self::WATCH_SECONDS);
+        let stream = api
+            .watch(&params, &since.0)
+            .await
+            .map_err(|e| api_error(&key, None, e))?;
+        let events: Vec<WatchEvent<DynamicObject>> = stream
+            .try_collect()
+            .await
+            .map_err(|e| api_error(&key, None, e))?;
+        let mut out = Vec::new();
+        for event in events {
+            match event {
+                WatchEvent::Added(d) | WatchEvent::Modified(d) => {
+                    out.push(Change::Put(from_dynamic(d)?))
+                }
+                WatchEvent::Deleted(d) => {
+                    let revision =
+                        Revision(d.metadata.resource_version.clone().unwrap_or_default());
+                    let stored = from_dynamic(d)?;
+                    out.push(Change::Deleted {
+                        key: Key::of(&stored.object),
+                        revision,
+                    });
+                }
+                WatchEvent::Bookmark(_) => {}
+                // 410 Gone: the revision was compacted away; the caller lists again.
+                WatchEvent::Error(e) if e.code == 410 => {
+                    return Err(Error::Expired {
+                        revision: since.0.clone(),
+                    })
+                }
+                WatchEvent::Error(e) => {
+                    return Err(Error::Unavailable {
+                        reason: format!("watch of {kind}: {}", e.message),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl KubeStore {
+    /// How long one watch call waits for further events after the backlog (seconds).
+    const WATCH_SECONDS: u32 = 1;
+
     async fn write_status(
         &self,
         key: &Key,

@@ -21,6 +21,28 @@ pub struct State {
     uids: u64,
     /// Requests served, by method: for tests that count round trips.
     pub requests: BTreeMap<String, u64>,
+    /// (revision, plural, namespace, type, object) of every change, for watches.
+    log: Vec<(u64, String, String, &'static str, Value)>,
+    /// Revisions at or below this are compacted: a watch from them gets 410 Gone.
+    pub compacted: u64,
+}
+
+impl State {
+    fn record(&mut self, plural: &str, ns: &str, kind: &'static str, object: &Value) {
+        self.log.push((
+            self.revision,
+            plural.to_string(),
+            ns.to_string(),
+            kind,
+            object.clone(),
+        ));
+    }
+
+    /// Forgets history up to the current revision, as etcd compaction does.
+    pub fn compact(&mut self) {
+        self.compacted = self.revision;
+        self.log.clear();
+    }
 }
 
 /// The mock server's state, shared with the test.
@@ -80,6 +102,37 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
             .map(str::to_string)
     };
     match (parts.method.clone(), name) {
+        (Method::GET, None)
+            if parts
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("watch=true") || q.contains("watch=1")) =>
+        {
+            let query = parts.uri.query().unwrap_or_default();
+            let from: u64 = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = String::new();
+            if from < s.compacted {
+                body.push_str(&json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410}}).to_string());
+                body.push('\n');
+            } else {
+                for (rev, p, n, kind, obj) in &s.log {
+                    if *rev > from && *p == plural && (ns.is_empty() || *n == ns) {
+                        body.push_str(&json!({"type": kind, "object": obj}).to_string());
+                        body.push('\n');
+                    }
+                }
+            }
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Body::from(body.into_bytes()))
+                .unwrap()
+        }
         (Method::GET, None) => {
             let items: Vec<Value> = s
                 .objects
@@ -129,6 +182,7 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
                 v["metadata"]["namespace"] = json!(ns);
             }
             s.objects.insert(key, v.clone());
+            s.record(&plural, &ns, "ADDED", &v);
             ok(StatusCode::CREATED, &v)
         }
         (Method::PUT, Some(name)) => {
@@ -175,11 +229,14 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
             if current["metadata"].get("deletionTimestamp").is_some() && finalizers_gone {
                 s.revision += 1;
                 s.objects.remove(&key);
+                next["metadata"]["resourceVersion"] = json!(s.revision.to_string());
+                s.record(&plural, &ns, "DELETED", &next);
                 return ok(StatusCode::OK, &next);
             }
             s.revision += 1;
             next["metadata"]["resourceVersion"] = json!(s.revision.to_string());
             s.objects.insert(key, next.clone());
+            s.record(&plural, &ns, "MODIFIED", &next);
             ok(StatusCode::OK, &next)
         }
         (Method::DELETE, Some(name)) => {
@@ -213,9 +270,13 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
                 n["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
                 n["metadata"]["resourceVersion"] = json!(s.revision.to_string());
                 s.objects.insert(key, n.clone());
+                s.record(&plural, &ns, "MODIFIED", &n);
                 return ok(StatusCode::OK, &n);
             }
             s.objects.remove(&key);
+            let mut gone = current;
+            gone["metadata"]["resourceVersion"] = json!(s.revision.to_string());
+            s.record(&plural, &ns, "DELETED", &gone);
             ok(
                 StatusCode::OK,
                 &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
