@@ -47,6 +47,17 @@
 //! next steps, left for the performance work: read the snapshot in one transaction, cache
 //! decoded pools by revision, and spread concurrent allocators over the free addresses only
 //! after a conflict, so that the first attempt still takes the lowest free one.
+//!
+//! # Example
+//!
+//! ```
+//! use backend_etcd::EtcdConfig;
+//! // What `spiderpoolctl --store` and the netconf's `ipam.store` accept.
+//! let cfg = EtcdConfig::from_url("etcd://10.0.0.1:2379,10.0.0.2:2379/lab").unwrap();
+//! assert_eq!(cfg.endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+//! assert_eq!(cfg.prefix, "/lab/");
+//! // Then: `let store = EtcdStore::connect(&cfg).await?;` and use it as any `Store`.
+//! ```
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,6 +14,20 @@
 //!
 //! Only the four Spiderpool kinds live here; other kinds (the emulation's pods and workloads)
 //! belong to the cluster itself and are [`Unsupported`](spiderpool_core::Error::Unsupported).
+//!
+//! Still to come (see the closing notes): the controller binary, serving the webhook over TLS,
+//! the deployment manifests, and the CNI plugin's Kubernetes mode.
+//!
+//! # Example
+//!
+//! ```
+//! // The CRDs `spiderpoolctl crds` prints, generated from the core's types.
+//! let crds = backend_kube::crd::crds();
+//! let names: Vec<&str> = crds.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
+//! assert_eq!(names[0], "spiderippools.spiderpool.spidernet.io");
+//! assert_eq!(crds[0]["spec"]["names"]["shortNames"][0], "sp");
+//! // With a client: `let store = backend_kube::KubeStore::new(kube::Client::try_default().await?);`
+//! ```
 #![deny(missing_docs)]
 
 pub mod crd;
