@@ -72,21 +72,8 @@ fn spawn_cni(
     child
 }
 
-#[test]
-fn sixty_four_plugin_processes_at_once_get_distinct_addresses() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ctl(
-        &store,
-        &["apply", "-f", "-"],
-        Some(&pool_yaml(
-            "big",
-            "10.232.0.0/24",
-            "10.232.0.10-10.232.0.200",
-            "10.232.0.1",
-        )),
-    );
-    let conf = json!({"cniVersion": "1.0.0", "name": "many", "type": "spiderpool", "ipam": {"type": "spiderpool", "store": store}}).to_string();
+/// Starts 64 ADDs of the plugin at once with `conf`; returns the distinct addresses given.
+fn sixty_four_adds(conf: &str) -> Vec<String> {
     let children: Vec<_> = (0..64)
         .map(|i| {
             spawn_cni(
@@ -94,7 +81,7 @@ fn sixty_four_plugin_processes_at_once_get_distinct_addresses() {
                 "ADD",
                 &format!("c{i}"),
                 "/var/run/netns/none",
-                &conf,
+                conf,
                 "",
                 None,
             )
@@ -113,6 +100,25 @@ fn sixty_four_plugin_processes_at_once_get_distinct_addresses() {
     }
     addresses.sort();
     addresses.dedup();
+    addresses
+}
+
+#[test]
+fn sixty_four_plugin_processes_at_once_get_distinct_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ctl(
+        &store,
+        &["apply", "-f", "-"],
+        Some(&pool_yaml(
+            "big",
+            "10.232.0.0/24",
+            "10.232.0.10-10.232.0.200",
+            "10.232.0.1",
+        )),
+    );
+    let conf = json!({"cniVersion": "1.0.0", "name": "many", "type": "spiderpool", "ipam": {"type": "spiderpool", "store": store}}).to_string();
+    let addresses = sixty_four_adds(&conf);
     assert_eq!(addresses.len(), 64, "an address was handed out twice");
     let local = backend_memory::LocalStore::open(&store).unwrap();
     block_on_ready(check_invariants(&local)).unwrap();
@@ -335,32 +341,7 @@ fn sixty_four_plugin_processes_on_etcd_and_the_emulation_on_etcd() {
         )),
     );
     let conf = json!({"cniVersion": "1.0.0", "name": "many", "type": "spiderpool", "ipam": {"type": "spiderpool", "store": store_url}}).to_string();
-    let children: Vec<_> = (0..64)
-        .map(|i| {
-            spawn_cni(
-                plugin(),
-                "ADD",
-                &format!("c{i}"),
-                "/var/run/netns/none",
-                &conf,
-                "",
-                None,
-            )
-        })
-        .collect();
-    let mut addresses = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        addresses.push(v["ips"][0]["address"].as_str().unwrap().to_string());
-    }
-    addresses.sort();
-    addresses.dedup();
+    let addresses = sixty_four_adds(&conf);
     assert_eq!(addresses.len(), 64, "an address was handed out twice");
     let sp = String::from_utf8(ctl(store, &["get", "sp"], None).stdout).unwrap();
     assert!(
