@@ -50,6 +50,9 @@ struct Case {
     a_del: Vec<(u128, u128)>,
     b_add: Vec<(u128, u128)>,
     b_other_base: bool,
+    /// Also put the family's second address (below every window's subnet but one) in `b`, as
+    /// a family-wide reserved set can hold addresses below a pool's subnet.
+    b_low: bool,
     cursor: u128,
 }
 
@@ -68,19 +71,23 @@ fn case() -> impl Strategy<Value = Case> {
             ranges(width),
             ranges(width),
             any::<bool>(),
+            any::<bool>(),
             0..width,
         )
-            .prop_map(move |(a_add, a_del, b_add, b_other_base, cursor)| Case {
-                family,
-                subnet: subnet.parse().unwrap(),
-                lo,
-                width,
-                a_add,
-                a_del,
-                b_add,
-                b_other_base,
-                cursor,
-            })
+            .prop_map(
+                move |(a_add, a_del, b_add, b_other_base, b_low, cursor)| Case {
+                    family,
+                    subnet: subnet.parse().unwrap(),
+                    lo,
+                    width,
+                    a_add,
+                    a_del,
+                    b_add,
+                    b_other_base,
+                    b_low,
+                    cursor,
+                },
+            )
     })
 }
 
@@ -110,6 +117,10 @@ fn build(c: &Case) -> (IpSet, BTreeSet<IpAddr>, IpSet, BTreeSet<IpAddr>) {
     for &r in &c.b_add {
         b.insert_range(&to_range(c, r));
         mb.extend((r.0..=r.1).map(|v| addr(c.family, c.lo + v)));
+    }
+    if c.b_low {
+        b.insert(addr(c.family, 1));
+        mb.insert(addr(c.family, 1));
     }
     (a, ma, b, mb)
 }
@@ -305,6 +316,31 @@ fn first_free_skips_reserved_and_allocated_like_the_seed() {
     let mut allocated = allocated;
     allocated.insert("10.6.168.133".parse().unwrap());
     assert_eq!(pool.first_free(&[&allocated, &reserved], start), None);
+}
+
+#[test]
+fn first_free_ignores_taken_addresses_below_the_pool_subnet() {
+    // A family-wide reserved set holding an address below the pool's subnet must still keep
+    // the pool's own reserved addresses out.
+    let subnet: IpNet = "192.168.0.0/24".parse().unwrap();
+    let pool = IpSet::from_ranges(
+        IpFamily::V4,
+        Some(&subnet),
+        &["192.168.0.1-192.168.0.10".parse().unwrap()],
+    );
+    let reserved = IpSet::from_ranges(
+        IpFamily::V4,
+        None,
+        &[
+            "10.0.0.5".parse().unwrap(),
+            "192.168.0.1-192.168.0.3".parse().unwrap(),
+        ],
+    );
+    let allocated = IpSet::for_subnet(&subnet);
+    assert_eq!(
+        pool.first_free(&[&allocated, &reserved], subnet.network()),
+        Some("192.168.0.4".parse().unwrap())
+    );
 }
 
 // ----- range strings: merge against a BTreeSet -----

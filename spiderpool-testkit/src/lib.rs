@@ -36,6 +36,7 @@ macro_rules! conformance_tests {
             crud_change_feed_when_offered,
             alloc_lowest_free_and_reuse_after_release,
             alloc_reserved_ips_seed_003,
+            alloc_reserved_ips_outside_the_subnet,
             alloc_idempotent_add_and_del,
             alloc_stateless_new_uid_gets_fresh_ip,
             alloc_stateful_keeps_ip_across_restarts,

@@ -303,6 +303,32 @@ pub async fn alloc_reserved_ips_seed_003<S: Store + 'static>(store: Arc<S>) {
     invariants(&*store).await;
 }
 
+/// Reserved addresses below the pool's subnet (here in another ReservedIP) do not hide the
+/// pool's own reserved addresses: the first pod gets .4, never a reserved .1-.3.
+pub async fn alloc_reserved_ips_outside_the_subnet<S: Store + 'static>(store: Arc<S>) {
+    store
+        .create(Object::ReservedIp(reserved(
+            "low",
+            &["10.0.0.5", "192.168.0.1-192.168.0.3"],
+        )))
+        .await
+        .unwrap();
+    put_pool(
+        &*store,
+        "p",
+        "subnet: 192.168.0.0/24\nips: [192.168.0.1-192.168.0.10]",
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    let anno = [(ANNO_IPPOOL, r#"{"ipv4": ["p"]}"#)];
+    let d = ipam
+        .allocate(&with_annotations(add("default", "a", "u1"), &anno))
+        .await
+        .unwrap();
+    assert_eq!(v4(&d, "eth0"), "192.168.0.4/24");
+    invariants(&*store).await;
+}
+
 /// A repeated ADD returns the same addresses and writes nothing; repeated and unknown DELs
 /// succeed and change nothing.
 pub async fn alloc_idempotent_add_and_del<S: Store + 'static>(store: Arc<S>) {

@@ -467,14 +467,20 @@ impl IpSet {
         value - self.base
     }
 
-    /// The same addresses counted from another base (must not exceed any address held).
+    /// The addresses at or above `base`, counted from `base`. Addresses below `base` are left
+    /// out: inserting them would lower the result's base again, and callers that compare
+    /// chunk keys (like [`IpSet::first_free`]) need the result on exactly `base`.
     fn rebased(&self, base: u128) -> IpSet {
         let mut out = IpSet {
             base,
             ..IpSet::new(self.family)
         };
         for r in self.runs() {
-            out.insert_range(&r);
+            let (s, e) = r.interval();
+            if e < base {
+                continue;
+            }
+            out.insert_offsets(s.max(base) - base, e - base);
         }
         out
     }
