@@ -510,12 +510,14 @@ impl EtcdStore {
                     ops.push(TxnOp::put(self.deletions_key(&name), r.to_string(), None));
                 }
                 // Records the plan relies on without changing them (the same pod's other
-                // addresses) must still be as they were.
+                // addresses) must still be as they were, and still be there: a missing key
+                // has mod revision 0, so the existence check is needed too.
                 for (ip, rec) in &new_records {
                     if old_records.get(ip).is_some_and(|(o, _)| o == rec)
                         && touched_pods.contains(&rec.pod)
                     {
                         let ak = format!("{prefix}{ip}");
+                        cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
                         cmps.push(Compare::mod_revision(ak, CompareOp::Less, r + 1));
                     }
                 }
