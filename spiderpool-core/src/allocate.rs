@@ -353,7 +353,12 @@ pub fn plan_allocate(
                     endpoint_changed = true;
                     continue;
                 }
-                for (_, ip, pool) in entry_ips(d) {
+                // Set when a lost record cannot be taken back: the NIC then gets new addresses.
+                let mut gone = false;
+                for (family, ip, pool) in entry_ips(d) {
+                    let reserved = ip
+                        .parse::<IpAddr>()
+                        .is_ok_and(|a| planner.reserved(family).contains(a));
                     if let Some(w) = planner.pool(&pool)? {
                         if let Some(r) = w.records.get(&ip) {
                             if r.pod != record_pod {
@@ -378,12 +383,22 @@ pub fn plan_allocate(
                                 w.insert(addr, record(&record_pod, uid, &d.nic));
                             }
                         } else if let Ok(addr) = ip.parse::<IpAddr>() {
-                            // The record was lost (e.g. freed by hand): take it back if free.
-                            if !w.allocated.contains(addr) && w.usable.contains(addr) {
+                            // The record was lost (e.g. freed by hand): take it back if it
+                            // is still free, usable and not reserved; otherwise give it up.
+                            if !w.allocated.contains(addr) && w.usable.contains(addr) && !reserved {
                                 w.insert(addr, record(&record_pod, uid, &d.nic));
+                            } else {
+                                gone = true;
                             }
                         }
                     }
+                }
+                if gone {
+                    for (_, ip, pool) in entry_ips(d) {
+                        planner.free(&pool, &ip, uid, Some(&record_pod))?;
+                    }
+                    endpoint_changed = true;
+                    continue;
                 }
                 kept.push(d.clone());
             }

@@ -40,6 +40,7 @@ macro_rules! conformance_tests {
             alloc_idempotent_add_and_del,
             alloc_stateless_new_uid_gets_fresh_ip,
             alloc_stateful_keeps_ip_across_restarts,
+            alloc_stateful_lost_record_is_not_retaken_when_reserved,
             alloc_stateful_released_when_scaled_down_or_owner_gone,
             alloc_kubevirt_vm_keeps_ip,
             alloc_dual_stack_all_or_nothing,

@@ -406,6 +406,43 @@ pub async fn alloc_stateless_new_uid_gets_fresh_ip<S: Store + 'static>(store: Ar
     assert_eq!(recs["10.6.0.2"].pod_uid, "u2");
 }
 
+/// A StatefulSet pod whose pool record was lost (removed by hand) and whose address was
+/// reserved meanwhile does not take the reserved address back: its NIC gets a fresh one.
+pub async fn alloc_stateful_lost_record_is_not_retaken_when_reserved<S: Store + 'static>(
+    store: Arc<S>,
+) {
+    put_pool(
+        &*store,
+        "p",
+        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.9]\ndefault: true",
+    )
+    .await;
+    let ipam = Ipam::new(store.clone());
+    let mut req = add("db", "mysql-1", "u1");
+    req.owner = Some(statefulset("mysql", 3));
+    let first = ipam.allocate(&req).await.unwrap();
+    assert_eq!(v4(&first, "eth0"), "10.6.0.1/24");
+    // Someone drops the record from the pool's status and reserves the address.
+    let (mut p, rev) = pool_of(&*store, "p").await;
+    let mut records = p.allocations().unwrap();
+    records.remove("10.6.0.1");
+    p.set_allocations(&records);
+    store.update(Object::IpPool(p), &rev).await.unwrap();
+    store
+        .create(Object::ReservedIp(reserved("r", &["10.6.0.1"])))
+        .await
+        .unwrap();
+    // The restarted pod gets a fresh address, and the endpoint says so.
+    req.pod.uid = "u2".into();
+    let again = ipam.allocate(&req).await.unwrap();
+    assert_eq!(v4(&again, "eth0"), "10.6.0.2/24");
+    let (p, _) = pool_of(&*store, "p").await;
+    let records = p.allocations().unwrap();
+    assert!(!records.contains_key("10.6.0.1"), "{records:?}");
+    assert_eq!(records["10.6.0.2"].pod_uid, "u2");
+    invariants(&*store).await;
+}
+
 /// A StatefulSet pod keeps its address across restarts (new uid, new node).
 pub async fn alloc_stateful_keeps_ip_across_restarts<S: Store + 'static>(store: Arc<S>) {
     put_pool(
