@@ -146,14 +146,15 @@ impl<S: Store> Ipam<S> {
         loop {
             // A store that cannot answer now (a lost connection, a leader election) is retried
             // like a conflict: from a fresh read.
-            let result = match self.snapshot(namespace, endpoint).await {
-                Ok(snap) => {
-                    let plan = plan(&snap)?;
-                    if plan.writes.is_empty() {
-                        return Ok(plan.outcome);
-                    }
-                    self.store.commit(plan.writes).await.map(|()| plan.outcome)
-                }
+            // Planner errors go through the same match: a retryable one (say, an object that
+            // vanished between two reads of the snapshot) gets a fresh read too.
+            let result = match self
+                .snapshot(namespace, endpoint)
+                .await
+                .and_then(|s| plan(&s))
+            {
+                Ok(plan) if plan.writes.is_empty() => return Ok(plan.outcome),
+                Ok(plan) => self.store.commit(plan.writes).await.map(|()| plan.outcome),
                 Err(e) => Err(e),
             };
             match result {
