@@ -1,8 +1,7 @@
 //! `spiderpoolctl` as a user runs it: the real binary, a temporary store.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
@@ -43,30 +42,23 @@ impl Ctl {
             r#"{{"cniVersion":"1.0.0","name":"lab","type":"bridge","ipam":{{"type":"spiderpool","store":"{}"}}}}"#,
             self.dir.path().join("store").display()
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spiderpool"))
-            .env("CNI_COMMAND", "ADD")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spiderpool"));
+        cmd.env("CNI_COMMAND", "ADD")
             .env("CNI_CONTAINERID", container)
             .env("CNI_NETNS", "/var/run/netns/x")
             .env("CNI_IFNAME", "eth0")
             .env(
                 "CNI_ARGS",
                 format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID=u-{pod}"),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
+            );
+        let out = common::spawn_fed(&mut cmd, &conf)
+            .wait_with_output()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     }

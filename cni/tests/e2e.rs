@@ -2,9 +2,8 @@
 //! `bridge` plugin delegating IPAM to our binary inside network namespaces the test creates.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 mod common;
@@ -51,25 +50,13 @@ fn spawn_cni(
         }
         None => Command::new(binary),
     };
-    let mut child = cmd
-        .env("CNI_COMMAND", command)
+    cmd.env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", container)
         .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", cni_path)
-        .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=e2e;K8S_POD_NAME=pod-{container};K8S_POD_UID=uid-{container}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    child
+        .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=e2e;K8S_POD_NAME=pod-{container};K8S_POD_UID=uid-{container}"));
+    common::spawn_fed(&mut cmd, conf)
 }
 
 /// Starts 64 ADDs of the plugin at once with `conf`; returns the distinct addresses given.
