@@ -1,5 +1,6 @@
 //! The etcd store under load and failure: 64 concurrent allocators, a member killed and
-//! restarted, undecodable data, and random allocation sequences against a model.
+//! restarted, undecodable data, random allocation sequences against a model, and a stale
+//! update that relies on a record deleted meanwhile.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -243,4 +244,49 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+#[tokio::test]
+async fn a_plan_relying_on_a_record_deleted_meanwhile_conflicts() {
+    let store = common::store().await;
+    put_pool(
+        &store,
+        "p",
+        "subnet: 10.23.0.0/24\nips: [10.23.0.1-10.23.0.9]",
+    )
+    .await;
+    // Pod a holds .1 on eth0.
+    let (mut p, rev) = match store.get(&Key::cluster(SpiderIPPool::KIND, "p")).await {
+        Ok(Some(v)) => match v.object {
+            Object::IpPool(p) => (p, v.revision),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let mut records = p.allocations().unwrap();
+    let eth0 = spiderpool_core::model::PoolIPAllocation {
+        pod: "ns/a".into(),
+        pod_uid: "ua".into(),
+        interface: Some("eth0".into()),
+        extra: Default::default(),
+    };
+    records.insert("10.23.0.1".into(), eth0.clone());
+    p.set_allocations(&records);
+    let rev = store.update(Object::IpPool(p.clone()), &rev).await.unwrap();
+    // Two writers start from the same revision: one frees .1, the other adds .2 for a's
+    // eth1 relying on .1 still being a's.
+    let mut freed = p.clone();
+    freed.set_allocations(&Default::default());
+    let mut grown = p.clone();
+    records.insert(
+        "10.23.0.2".into(),
+        spiderpool_core::model::PoolIPAllocation {
+            interface: Some("eth1".into()),
+            ..eth0
+        },
+    );
+    grown.set_allocations(&records);
+    store.update(Object::IpPool(freed), &rev).await.unwrap();
+    let err = store.update(Object::IpPool(grown), &rev).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
