@@ -58,6 +58,15 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
         .unwrap()
 }
 
+/// The API server's 404 for a missing object.
+fn not_found(plural: &str, name: &str) -> Response<Body> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{plural} \"{name}\" not found"),
+    )
+}
+
 fn ok(code: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
         .status(code)
@@ -148,11 +157,7 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
         (Method::GET, Some(name)) => {
             match s.objects.get(&(plural.clone(), ns.clone(), name.clone())) {
                 Some(v) => ok(StatusCode::OK, v),
-                None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{plural} \"{name}\" not found"),
-                ),
+                None => not_found(&plural, &name),
             }
         }
         (Method::POST, None) => {
@@ -188,11 +193,7 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
         (Method::PUT, Some(name)) => {
             let key = (plural.clone(), ns.clone(), name.clone());
             let Some(current) = s.objects.get(&key).cloned() else {
-                return status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{plural} \"{name}\" not found"),
-                );
+                return not_found(&plural, &name);
             };
             if rv_of(&input) != rv_of(&current) {
                 return status(StatusCode::CONFLICT, "Conflict", format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
@@ -242,11 +243,7 @@ pub async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
         (Method::DELETE, Some(name)) => {
             let key = (plural.clone(), ns.clone(), name.clone());
             let Some(current) = s.objects.get(&key).cloned() else {
-                return status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{plural} \"{name}\" not found"),
-                );
+                return not_found(&plural, &name);
             };
             if let Some(want) = input
                 .pointer("/preconditions/resourceVersion")
