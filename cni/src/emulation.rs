@@ -15,14 +15,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
-use spiderpool_core::autopool::{plan_auto_pools, plan_reclaim, Application, AutoPoolConfig};
-use spiderpool_core::gc::{gc_decisions, PodInfo, PodPhase};
+use spiderpool_core::autopool::{gone_applications, plan_auto_pools, plan_reclaim, Application};
+use spiderpool_core::gc::{gc_decisions, PodInfo};
 use spiderpool_core::ipam::Ipam;
 use spiderpool_core::model::{
     Object, OtherObject, SpiderEndpoint, SpiderIPPool, SpiderReservedIP, SpiderSubnet,
 };
-use spiderpool_core::request::{AllocateRequest, IpamConfig, Owner, PodRef, ReleaseRequest};
+use spiderpool_core::request::{AllocateRequest, Owner, PodRef, ReleaseRequest};
 use spiderpool_core::store::{Key, Revision, Store, Write};
+use spiderpool_core::workload;
 
 use crate::Error;
 
@@ -48,14 +49,7 @@ pub fn is_settings(o: &OtherObject) -> bool {
     o.kind == "ConfigMap" && o.name == "spiderpool-conf"
 }
 
-/// Settings read from `spiderpool-conf`.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// Allocation switches.
-    pub ipam: IpamConfig,
-    /// Auto-pool defaults.
-    pub autopool: AutoPoolConfig,
-}
+pub use spiderpool_core::settings::Settings;
 
 fn others(objects: &[Object], kind: &str) -> Vec<OtherObject> {
     objects
@@ -69,120 +63,58 @@ fn others(objects: &[Object], kind: &str) -> Vec<OtherObject> {
 
 /// Reads the settings from the ConfigMap, if applied.
 pub fn settings(configmaps: &[OtherObject]) -> Result<Settings, Error> {
-    let mut s = Settings::default();
-    let Some(cm) = configmaps.iter().find(|o| is_settings(o)) else {
-        return Ok(s);
-    };
-    let Some(text) = cm.value.pointer("/data/conf.yml").and_then(Value::as_str) else {
-        return Ok(s);
-    };
-    let conf: Value = yaml_serde::from_str(text).map_err(|e| Error::Input {
-        path: "ConfigMap spiderpool-conf data.conf.yml".into(),
-        reason: e.to_string(),
-    })?;
-    let flag = |k: &str, default: bool| conf.get(k).and_then(Value::as_bool).unwrap_or(default);
-    s.ipam.enable_ipv4 = flag("enableIPv4", true);
-    s.ipam.enable_ipv6 = flag("enableIPv6", true);
-    s.ipam.enable_statefulset = flag("enableStatefulSet", true);
-    s.ipam.enable_kubevirt_static_ip = flag("enableKubevirtStaticIP", true);
-    s.ipam.enable_spider_subnet = flag("enableSpiderSubnet", true);
-    s.ipam.enable_auto_pool = flag("enableAutoPoolForApplication", true);
-    // Both spellings: the chart's and the code's (spec/README.md decision 4).
-    for key in [
-        "clusterSubnetDefaultFlexibleIPNumber",
-        "clusterSubnetAutoPoolDefaultRedundantIPNumber",
-    ] {
-        if let Some(n) = conf.get(key).and_then(Value::as_u64) {
-            s.autopool.default_flexible_ip_number = n;
-        }
+    match configmaps.iter().find(|o| is_settings(o)) {
+        Some(cm) => Ok(Settings::from_configmap(&cm.value)?),
+        None => Ok(Settings::default()),
     }
-    let text = |k: &str| conf.get(k).and_then(Value::as_str).map(str::to_string);
-    s.autopool.default_ipv4_subnet = text("clusterDefaultIPv4Subnet");
-    s.autopool.default_ipv6_subnet = text("clusterDefaultIPv6Subnet");
-    Ok(s)
 }
 
 fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    v.pointer(path).and_then(Value::as_str)
+    workload::str_at(v, path)
 }
 
 fn map_at(v: &Value, path: &str) -> BTreeMap<String, String> {
-    v.pointer(path)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    workload::map_at(v, path)
 }
 
 fn uid_of(o: &OtherObject) -> String {
-    str_at(&o.value, "/metadata/uid")
-        .unwrap_or_default()
-        .to_string()
+    workload::uid(&o.value)
 }
 
 fn ns_of(o: &OtherObject) -> String {
     o.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
-/// How many pods a workload wants (`None`: the count is not ours to know).
+/// How many pods a workload wants (a DaemonSet one per emulated node).
 fn replicas(w: &OtherObject, nodes: usize) -> u64 {
-    let int = |p: &str| w.value.pointer(p).and_then(Value::as_u64);
-    match w.kind.as_str() {
-        "DaemonSet" => nodes as u64,
-        "Job" => match (int("/spec/parallelism"), int("/spec/completions")) {
-            (_, Some(c)) => c.max(1),
-            (Some(p), None) => p.max(1),
-            (None, None) => 1,
-        },
-        "CronJob" => 1,
-        _ => int("/spec/replicas").unwrap_or(1),
-    }
+    workload::replicas(&w.value, &w.kind, nodes)
 }
 
 /// The application view of a workload.
 fn application(w: &OtherObject, nodes: usize) -> Application {
-    let builtin = spiderpool_core::request::is_builtin_workload(&w.api_version, &w.kind);
-    let template = if w.kind == "CronJob" {
-        "/spec/jobTemplate/spec/template"
-    } else {
-        "/spec/template"
-    };
-    Application {
-        api_version: w.api_version.clone(),
-        kind: w.kind.clone(),
-        namespace: ns_of(w),
-        name: w.name.clone(),
-        uid: uid_of(w),
-        replicas: builtin.then(|| replicas(w, nodes)),
-        annotations: map_at(&w.value, &format!("{template}/metadata/annotations")),
-    }
+    workload::application(&with_namespace(w), nodes)
 }
 
 fn owner_of_workload(w: &OtherObject, nodes: usize, exists: bool) -> Owner {
     Owner {
-        api_version: w.api_version.clone(),
-        kind: w.kind.clone(),
-        name: w.name.clone(),
-        uid: uid_of(w),
         exists,
-        replicas: Some(replicas(w, nodes) as i64),
-        ordinals_start: w
-            .value
-            .pointer("/spec/ordinals/start")
-            .and_then(Value::as_i64),
+        ..workload::owner(&with_namespace(w), nodes)
     }
+}
+
+/// The workload's JSON with the namespace the emulation defaults.
+fn with_namespace(w: &OtherObject) -> Value {
+    let mut v = w.value.clone();
+    v["metadata"]["namespace"] = json!(ns_of(w));
+    v["apiVersion"] = json!(w.api_version);
+    v["kind"] = json!(w.kind);
+    v["metadata"]["name"] = json!(w.name);
+    v
 }
 
 /// A pod as the emulation stores it.
 fn new_pod(w: &OtherObject, name: &str, uid: String, node: &str) -> Object {
-    let template = if w.kind == "CronJob" {
-        "/spec/jobTemplate/spec/template"
-    } else {
-        "/spec/template"
-    };
+    let template = workload::pod_template_path(&w.kind);
     let node = str_at(&w.value, &format!("{template}/spec/nodeName")).unwrap_or(node);
     let value = json!({
         "apiVersion": "v1",
@@ -404,34 +336,8 @@ async fn pass<S: Store>(store: &S, uid: &mut dyn FnMut() -> String) -> Result<bo
             }
         }
         let live: BTreeSet<String> = workloads.iter().map(uid_of).collect();
-        let owners: BTreeSet<String> = pools
-            .iter()
-            .filter_map(|(p, _)| {
-                p.metadata
-                    .labels
-                    .get(spiderpool_core::annotations::LABEL_OWNER_APPLICATION_UID)
-                    .cloned()
-            })
-            .collect();
-        for gone in owners.difference(&live) {
-            // Only the built-in kinds are reclaimed: third-party pools stay (no auto-deletion).
-            let builtin = pools.iter().any(|(p, _)| {
-                p.metadata
-                    .labels
-                    .get(spiderpool_core::annotations::LABEL_OWNER_APPLICATION_UID)
-                    == Some(gone)
-                    && BUILTIN_WORKLOADS.iter().any(|(_, k)| {
-                        p.metadata
-                            .labels
-                            .get(spiderpool_core::annotations::LABEL_OWNER_APPLICATION_KIND)
-                            .map(String::as_str)
-                            == Some(*k)
-                    })
-            });
-            if !builtin {
-                continue;
-            }
-            let writes = plan_reclaim(gone, &subnets, &pools)?;
+        for gone in gone_applications(&pools, &live) {
+            let writes = plan_reclaim(&gone, &subnets, &pools)?;
             if !writes.is_empty() {
                 store.commit(writes).await?;
                 return Ok(true);
@@ -512,14 +418,7 @@ async fn pass<S: Store>(store: &S, uid: &mut dyn FnMut() -> String) -> Result<bo
         .filter_map(|(o, _)| match o {
             Object::Other(p) => Some(PodInfo {
                 pod: PodRef::new(&ns_of(&p), &p.name, &uid_of(&p)),
-                phase: match str_at(&p.value, "/status/phase") {
-                    Some("Succeeded") => PodPhase::Succeeded,
-                    Some("Failed") => PodPhase::Failed,
-                    Some("Running") => PodPhase::Running,
-                    _ => PodPhase::Pending,
-                },
-                deletion_timestamp: None,
-                deletion_grace_period_seconds: None,
+                ..workload::pod_info(&p.value)
             }),
             _ => None,
         })

@@ -397,6 +397,30 @@ pub fn plan_auto_pools(
     Ok(writes)
 }
 
+/// The applications whose auto-pools are to be reclaimed: the uids recorded on auto-pools
+/// (label `owner-application-uid`) of a built-in kind that are not in `live`. Pools of
+/// third-party kinds are never reclaimed automatically, as in Spiderpool.
+pub fn gone_applications(
+    pools: &[(SpiderIPPool, Revision)],
+    live: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let mut gone: Vec<String> = pools
+        .iter()
+        .filter_map(|(p, _)| {
+            let l = &p.metadata.labels;
+            let uid = l.get(LABEL_OWNER_APPLICATION_UID)?;
+            let kind = l.get(LABEL_OWNER_APPLICATION_KIND)?;
+            let builtin = crate::request::BUILTIN_WORKLOADS
+                .iter()
+                .any(|(_, k)| k == kind);
+            (builtin && !live.contains(uid)).then(|| uid.clone())
+        })
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone
+}
+
 /// When `app` is deleted: its auto-pools with reclaim on and no allocation left are deleted
 /// and their addresses return to the subnet. Pools still holding addresses are kept until a
 /// later reconcile (their pods' releases come first).

@@ -151,8 +151,10 @@ pub mod ipam;
 pub mod model;
 pub mod request;
 pub mod select;
+pub mod settings;
 pub mod store;
 pub mod table;
 pub mod validate;
+pub mod workload;
 
 pub use error::Error;
