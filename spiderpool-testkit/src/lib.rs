@@ -18,6 +18,7 @@
 pub mod etcd;
 pub mod fixtures;
 pub mod invariants;
+pub mod kube_api;
 pub mod scenarios;
 
 pub use invariants::check_invariants;
