@@ -32,6 +32,7 @@
 
 pub mod crd;
 pub mod webhook;
+pub mod webhook_server;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
