@@ -15,8 +15,15 @@
 //! Only the four Spiderpool kinds live here; other kinds (the emulation's pods and workloads)
 //! belong to the cluster itself and are [`Unsupported`](spiderpool_core::Error::Unsupported).
 //!
-//! Still to come (see the closing notes): the controller binary, serving the webhook over TLS,
-//! the deployment manifests, and the CNI plugin's Kubernetes mode.
+//! Around the store:
+//! - [`crd`]: the CRDs, generated from the core's types (`spiderpoolctl crds`,
+//!   `deploy/crds.yaml`);
+//! - [`webhook`], [`webhook_server`]: the admission webhook's decisions and serving them over
+//!   TLS (rustls);
+//! - [`controller`]: auto-pools, reclaim, finalizers and GC in step with the workloads and pods
+//!   (the `spiderpool-controller` binary runs it on the replica holding the [`lease`]);
+//! - `deploy/`: the manifests (CRDs, RBAC, controller, webhook configurations, the plugin's
+//!   DaemonSet); `docs/kubernetes.md` explains installing them.
 //!
 //! # Example
 //!
@@ -26,11 +33,17 @@
 //! let names: Vec<&str> = crds.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
 //! assert_eq!(names[0], "spiderippools.spiderpool.spidernet.io");
 //! assert_eq!(crds[0]["spec"]["names"]["shortNames"][0], "sp");
+//!
+//! // Leader election's rule: a free Lease is taken, a live one held by another is waited on.
+//! use backend_kube::lease::{decide, Decision};
+//! assert_eq!(decide(None, "controller-0", 0), Decision::Take);
 //! // With a client: `let store = backend_kube::KubeStore::new(kube::Client::try_default().await?);`
 //! ```
 #![deny(missing_docs)]
 
+pub mod controller;
 pub mod crd;
+pub mod lease;
 pub mod webhook;
 pub mod webhook_server;
 

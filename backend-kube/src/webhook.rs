@@ -1,6 +1,6 @@
 //! The admission webhook's decisions: an `admission.k8s.io/v1` AdmissionReview in, the
 //! review's response out, with the core's defaulting ([`mutate`]) and validation
-//! ([`validate`]). Serving them over TLS is the binary's part.
+//! ([`validate`]). [`crate::webhook_server`] serves them over TLS.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
