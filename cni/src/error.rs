@@ -56,6 +56,32 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The kubeconfig the netconf names (`ipam.kubeconfig`) is missing or unusable.
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What is wrong (`not found`, a parse error, …).
+        reason: String,
+    },
+    /// The Kubernetes API server did not answer in time, could not be reached or is
+    /// overloaded: the runtime should try again later.
+    #[error("kubernetes API server unavailable, try again later: {what}: {reason}")]
+    KubeUnavailable {
+        /// The request (`reading Pod ns/name`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The Kubernetes API server refused a request (forbidden, invalid), or an object it
+    /// served does not allow the operation (the pod is gone or finished).
+    #[error("{what}: {reason}")]
+    Kube {
+        /// The request or object (`Pod ns/name`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A command-line request that cannot be carried out (unknown kind, object not found, …).
     #[error("{0}")]
     Usage(String),
@@ -91,7 +117,9 @@ impl Error {
         use spiderpool_core::Error as E;
         match self {
             Error::IncompatibleVersion { .. } => code::INCOMPATIBLE_VERSION,
-            Error::InvalidNetconf { .. } => code::INVALID_NETCONF,
+            Error::InvalidNetconf { .. } | Error::Kubeconfig { .. } => code::INVALID_NETCONF,
+            Error::KubeUnavailable { .. } => code::TRY_AGAIN,
+            Error::Kube { .. } => code::INTERNAL,
             Error::InvalidEnv { .. } => code::INVALID_ENV,
             Error::CheckFailed { .. } => code::CHECK_FAILED,
             Error::NotAvailable { .. } => code::NOT_AVAILABLE,

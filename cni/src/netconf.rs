@@ -13,6 +13,21 @@ pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "
 /// Where the local store lives when the netconf names none.
 pub const DEFAULT_STORE: &str = "/var/lib/spiderpool";
 
+/// The `store` value that selects the Kubernetes mode.
+pub const KUBE_STORE: &str = "kube";
+
+/// The kubeconfig of the Kubernetes mode when the netconf names none.
+pub const DEFAULT_KUBECONFIG: &str = "/etc/cni/net.d/spiderpool-rs.kubeconfig";
+
+/// How long one Kubernetes API request may take when the netconf says nothing, in ms.
+pub const DEFAULT_KUBE_TIMEOUT_MS: u64 = 10_000;
+
+/// How many times ADD looks again for an auto-created pool the controller has not created yet.
+pub const DEFAULT_AUTOPOOL_WAIT_RETRIES: u32 = 10;
+
+/// The pause between two of those looks, in ms.
+pub const DEFAULT_AUTOPOOL_WAIT_INTERVAL_MS: u64 = 1_000;
+
 /// Largest netconf accepted on stdin.
 pub const MAX_NETCONF_BYTES: usize = 1 << 20;
 
@@ -59,14 +74,22 @@ pub struct Attachment {
     pub ifname: String,
 }
 
-/// The `ipam` section: Spiderpool's plugin fields, plus `store`.
+/// The `ipam` section: Spiderpool's plugin fields, plus ours (`store`, `lock_timeout_ms`, and
+/// for the Kubernetes mode `kubeconfig`, `kube_timeout_ms`, `autopool_wait_retries`,
+/// `autopool_wait_interval_ms`).
+///
+/// The Kubernetes mode (`"store": "kube"`) reads everything it needs from the netconf: the
+/// kubeconfig file is `kubeconfig` (default [`DEFAULT_KUBECONFIG`]); the `KUBECONFIG`
+/// environment variable and `~/.kube/config` are not consulted, because a container runtime
+/// starts the plugin with an environment of its own.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct IpamConf {
     /// `spiderpool`.
     #[serde(default, rename = "type")]
     pub ipam_type: String,
-    /// The store: a local directory (default [`DEFAULT_STORE`]); `etcd://…` and `kube` come with
-    /// their backends.
+    /// The store: a local directory (default [`DEFAULT_STORE`]), `etcd://host:port[,…][/prefix]`
+    /// for etcd, or `kube` for the Kubernetes mode (Spiderpool's CRDs on the API server; the
+    /// pod, its namespace, node and owner are read from the API server too).
     #[serde(default)]
     pub store: Option<String>,
     /// Default IPv4 pools.
@@ -103,6 +126,24 @@ pub struct IpamConf {
     /// later" (code 11), in milliseconds (default 10000).
     #[serde(default)]
     pub lock_timeout_ms: Option<u64>,
+    /// Ours, Kubernetes mode: the kubeconfig file the plugin uses to reach the API server
+    /// (default [`DEFAULT_KUBECONFIG`]).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    /// Ours, Kubernetes mode: how long one API request may take, in milliseconds (default
+    /// [`DEFAULT_KUBE_TIMEOUT_MS`]). An API server that does not answer in time gives "try
+    /// again later" (code 11).
+    #[serde(default)]
+    pub kube_timeout_ms: Option<u64>,
+    /// Ours, Kubernetes mode: how many more times ADD looks for the auto-created pool of a
+    /// built-in workload (the controller creates it) before failing (default
+    /// [`DEFAULT_AUTOPOOL_WAIT_RETRIES`]; Spiderpool's agent waits 25 times).
+    #[serde(default)]
+    pub autopool_wait_retries: Option<u32>,
+    /// Ours, Kubernetes mode: the pause between those looks, in milliseconds (default
+    /// [`DEFAULT_AUTOPOOL_WAIT_INTERVAL_MS`]; Spiderpool's agent waits 2 s).
+    #[serde(default)]
+    pub autopool_wait_interval_ms: Option<u64>,
 }
 
 impl NetConf {
@@ -141,8 +182,53 @@ impl NetConf {
         self.ipam.store.as_deref().unwrap_or(DEFAULT_STORE)
     }
 
-    /// Opens the store the netconf names, with its lock timeout.
+    /// Whether the netconf selects the Kubernetes mode (`"store": "kube"`).
+    pub fn is_kube(&self) -> bool {
+        self.store() == KUBE_STORE
+    }
+
+    /// The kubeconfig file of the Kubernetes mode.
+    pub fn kubeconfig(&self) -> &str {
+        self.ipam
+            .kubeconfig
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_KUBECONFIG)
+    }
+
+    /// The bound on one Kubernetes API request.
+    pub fn kube_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.ipam
+                .kube_timeout_ms
+                .filter(|t| *t > 0)
+                .unwrap_or(DEFAULT_KUBE_TIMEOUT_MS),
+        )
+    }
+
+    /// How many more looks for a built-in workload's auto-created pool, and the pause between
+    /// them.
+    pub fn autopool_wait(&self) -> (u32, std::time::Duration) {
+        (
+            self.ipam
+                .autopool_wait_retries
+                .unwrap_or(DEFAULT_AUTOPOOL_WAIT_RETRIES),
+            std::time::Duration::from_millis(
+                self.ipam
+                    .autopool_wait_interval_ms
+                    .unwrap_or(DEFAULT_AUTOPOOL_WAIT_INTERVAL_MS),
+            ),
+        )
+    }
+
+    /// Opens the store the netconf names, with its lock timeout; in the Kubernetes mode, over a
+    /// client from [`NetConf::kubeconfig`] bounded by [`NetConf::kube_timeout`].
     pub async fn open_store(&self) -> Result<crate::store::AnyStore, Error> {
+        if self.is_kube() {
+            let client =
+                crate::kube::client_from_kubeconfig(self.kubeconfig(), self.kube_timeout()).await?;
+            return Ok(Box::new(backend_kube::KubeStore::new(client)));
+        }
         let timeout = self
             .ipam
             .lock_timeout_ms

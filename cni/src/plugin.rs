@@ -10,7 +10,9 @@ use spiderpool_core::allocate::Snapshot;
 use spiderpool_core::annotations::{ANNO_ENDPOINT_CONTAINER_ID, ANNO_ENDPOINT_NETWORK};
 use spiderpool_core::ip::IpFamily;
 use spiderpool_core::ipam::Ipam;
-use spiderpool_core::model::{AddressSpec, Object, SpiderEndpoint, SpiderReservedIP};
+use spiderpool_core::model::{
+    AddressSpec, IPAllocationDetail, Object, SpiderEndpoint, SpiderReservedIP,
+};
 use spiderpool_core::request::{AllocateRequest, NetconfDefaults, PodRef, ReleaseRequest};
 use spiderpool_core::store::Store;
 
@@ -63,7 +65,7 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
             "DEL" => del(env, &conf).await.map(|()| None),
             "CHECK" => check(env, &conf).await.map(|()| None),
             "STATUS" => status(&conf).await.map(|()| None),
-            "GC" => gc(&conf).await.map(|()| None),
+            "GC" => gc(&conf, node).await.map(|()| None),
             other => Err(Error::InvalidEnv {
                 var: "CNI_COMMAND".into(),
                 reason: format!("unknown command {other:?} (ADD, DEL, CHECK, VERSION, STATUS, GC)"),
@@ -148,7 +150,7 @@ impl spiderpool_core::ipam::Pause for Backoff {
 }
 
 /// The engine the plugin runs: retries with [`Backoff`].
-fn engine<S: Store>(store: S, container: &str) -> Ipam<S> {
+pub(crate) fn engine<S: Store>(store: S, container: &str) -> Ipam<S> {
     Ipam::new(store).with_retries(200, Backoff::for_container(container))
 }
 
@@ -170,7 +172,7 @@ fn fail(version: &str, e: &Error) -> Reply {
 
 /// The pod behind the attachment: `K8S_POD_*` from `CNI_ARGS`, or, for a runtime without
 /// Kubernetes, the container itself (namespace `default`, name and uid the container id).
-fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
+pub(crate) fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
     let get = |k: &str| env.args.get(k).filter(|v| !v.is_empty()).cloned();
     let pod = PodRef {
         namespace: get("K8S_POD_NAMESPACE").unwrap_or_else(|| "default".into()),
@@ -193,23 +195,11 @@ fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
 
 async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = conf.open_store().await?;
-    let ipam = engine(store, &env.container_id);
-    let req = AllocateRequest {
-        pod: pod_ref(env)?,
-        container_id: env.container_id.clone(),
-        ifname: env.ifname.clone(),
-        node: node.to_string(),
-        pod_annotations: conf.pod_annotations()?,
-        netconf: NetconfDefaults {
-            default_ipv4_ippool: conf.ipam.default_ipv4_ippool.clone(),
-            default_ipv6_ippool: conf.ipam.default_ipv6_ippool.clone(),
-            clean_gateway: conf.ipam.clean_gateway,
-        },
-        network: conf.name.clone(),
-        ..AllocateRequest::default()
+    let nics = if conf.is_kube() {
+        crate::kube::add(env, conf, node).await?
+    } else {
+        add_local(env, conf, node).await?
     };
-    let nics = ipam.allocate(&req).await?;
     let has_ip = nics
         .iter()
         .any(|d| d.nic == env.ifname && (d.ipv4.is_some() || d.ipv6.is_some()));
@@ -232,8 +222,36 @@ async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
     ))
 }
 
+/// ADD outside Kubernetes: the pod is what `CNI_ARGS` and the netconf say.
+async fn add_local(
+    env: &CniEnv,
+    conf: &NetConf,
+    node: &str,
+) -> Result<Vec<IPAllocationDetail>, Error> {
+    let store = conf.open_store().await?;
+    let ipam = engine(store, &env.container_id);
+    let req = AllocateRequest {
+        pod: pod_ref(env)?,
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        node: node.to_string(),
+        pod_annotations: conf.pod_annotations()?,
+        netconf: NetconfDefaults {
+            default_ipv4_ippool: conf.ipam.default_ipv4_ippool.clone(),
+            default_ipv6_ippool: conf.ipam.default_ipv6_ippool.clone(),
+            clean_gateway: conf.ipam.clean_gateway,
+        },
+        network: conf.name.clone(),
+        ..AllocateRequest::default()
+    };
+    Ok(ipam.allocate(&req).await?)
+}
+
 async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
+    if conf.is_kube() {
+        return crate::kube::del(env, conf).await;
+    }
     if crate::store::is_missing_local(conf.store()) {
         // Nothing was ever stored there: nothing to release.
         return Ok(());
@@ -352,7 +370,11 @@ async fn status(conf: &NetConf) -> Result<(), Error> {
     )))
 }
 
-async fn gc(conf: &NetConf) -> Result<(), Error> {
+/// GC: releases this network's attachments the runtime no longer lists. The runtime lists only
+/// its own host's attachments, so with a store shared by hosts (etcd, Kubernetes) only the
+/// endpoints recorded on this node (`node`) are judged.
+async fn gc(conf: &NetConf, node: &str) -> Result<(), Error> {
+    let shared = conf.is_kube() || conf.store().starts_with("etcd://");
     let valid: BTreeSet<(String, String)> = conf
         .valid_attachments
         .iter()
@@ -377,7 +399,8 @@ async fn gc(conf: &NetConf) -> Result<(), Error> {
             ep.status.owner_controller_type.as_str(),
             "StatefulSet" | "KubevirtVMI"
         );
-        if network != &conf.name || stateful {
+        let elsewhere = shared && ep.status.current.node != node;
+        if network != &conf.name || stateful || elsewhere {
             continue;
         }
         let alive = ep
