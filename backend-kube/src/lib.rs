@@ -6,7 +6,10 @@
 //!   the API server's 409 becomes [`Error::Conflict`](spiderpool_core::Error::Conflict), 404
 //!   [`Error::NotFound`](spiderpool_core::Error::NotFound);
 //! - the kinds have a status subresource: an update writes the object, then its status, each
-//!   with the revision the previous step returned;
+//!   with the revision the previous step returned; an update of a pool or subnet that changes
+//!   only the status (every allocation and release) is one PUT on `/status` with the expected
+//!   revision, when the store knows the object at that revision (it keeps the last pools and
+//!   subnets it read or wrote, see [`KubeStore`]);
 //! - the API server has no multi-object transactions ([`Store::is_atomic`] is false): the
 //!   engine orders its writes so that every prefix of a plan is safe;
 //! - a deletion first drops the object's finalizers (the engine deletes pools and endpoints
@@ -47,6 +50,9 @@ pub mod lease;
 pub mod webhook;
 pub mod webhook_server;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use kube::api::{
@@ -74,15 +80,75 @@ pub fn api_resource(kind: &str) -> Option<(ApiResource, bool)> {
 }
 
 /// The store over a Kubernetes client.
+///
+/// It remembers the pools and subnets it last read or wrote (at which revision, and what they
+/// held): an update computed from one of them that changes only the status then skips the
+/// main PUT, which would change nothing. A resourceVersion names one state of one object, so
+/// this is exact; a stale or missing entry only costs the main PUT.
 #[derive(Clone)]
 pub struct KubeStore {
     client: Client,
+    seen: Arc<Mutex<HashMap<Key, Seen>>>,
+}
+
+/// A pool or subnet as last read or written: its revision, and the object without status and
+/// resourceVersion, and its status.
+struct Seen {
+    revision: Revision,
+    main: Value,
+    status: Option<Value>,
+}
+
+/// The object without status and resourceVersion, and its status.
+fn split(object: &Object) -> (Value, Option<Value>) {
+    let mut main = object.to_value();
+    let status = main
+        .as_object_mut()
+        .and_then(|m| m.remove("status"))
+        .filter(|s| !s.is_null());
+    if let Some(meta) = main.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    (main, status)
 }
 
 impl KubeStore {
     /// A store over `client` (from a kubeconfig, in-cluster config, or a test service).
     pub fn new(client: Client) -> Self {
-        KubeStore { client }
+        KubeStore {
+            client,
+            seen: Arc::default(),
+        }
+    }
+
+    /// Remembers `stored` if it is a pool or subnet.
+    fn remember(&self, stored: &Stored) {
+        if !matches!(stored.object, Object::IpPool(_) | Object::Subnet(_)) {
+            return;
+        }
+        let (main, status) = split(&stored.object);
+        let seen = Seen {
+            revision: stored.revision.clone(),
+            main,
+            status,
+        };
+        if let Ok(mut map) = self.seen.lock() {
+            map.insert(Key::of(&stored.object), seen);
+        }
+    }
+
+    /// Whether the object at `expected` is known to equal `main` apart from its status, and
+    /// if so, whether its status equals `status` too (`None`: not known).
+    fn known(
+        &self,
+        key: &Key,
+        expected: &Revision,
+        main: &Value,
+        status: &Option<Value>,
+    ) -> Option<bool> {
+        let map = self.seen.lock().ok()?;
+        let seen = map.get(key)?;
+        (seen.revision == *expected && seen.main == *main).then(|| seen.status == *status)
     }
 
     fn api(&self, kind: &str, namespace: Option<&str>) -> Result<Api<DynamicObject>, Error> {
@@ -170,7 +236,11 @@ impl Store for KubeStore {
             .await
             .map_err(|e| api_error(key, None, e))?
         {
-            Some(d) => Ok(Some(from_dynamic(d)?)),
+            Some(d) => {
+                let stored = from_dynamic(d)?;
+                self.remember(&stored);
+                Ok(Some(stored))
+            }
             None => Ok(None),
         }
     }
@@ -187,6 +257,9 @@ impl Store for KubeStore {
             .map(from_dynamic)
             .collect::<Result<_, _>>()?;
         out.sort_by_key(|s| Key::of(&s.object));
+        for s in &out {
+            self.remember(s);
+        }
         Ok(out)
     }
 
@@ -214,6 +287,14 @@ impl Store for KubeStore {
     async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, Error> {
         let key = Key::of(&object);
         let api = self.api_for(&key)?;
+        let (main, wanted) = split(&object);
+        // Only the status changes: the PUT on /status checks the revision just as the main PUT
+        // would, and the main part at that revision is what the caller sent. (An update that
+        // changes nothing still goes to the API server, which checks the revision.)
+        if self.known(&key, expected, &main, &wanted) == Some(false) {
+            let status = wanted.unwrap_or(Value::Object(Default::default()));
+            return self.write_status(&key, &api, status, expected).await;
+        }
         let mut d = to_dynamic(&object)?;
         d.metadata.resource_version = Some(expected.0.clone());
         let replaced = api
@@ -231,8 +312,10 @@ impl Store for KubeStore {
             .ok()
             .and_then(|v| v.get("status").cloned())
             .filter(|s| !s.is_null());
-        let wanted = status_of(&object);
         if wanted == stored_status {
+            if let Ok(stored) = from_dynamic(replaced) {
+                self.remember(&stored);
+            }
             return Ok(rv);
         }
         self.write_status(
@@ -289,6 +372,9 @@ impl Store for KubeStore {
         api.delete(&key.name, &params)
             .await
             .map_err(|e| api_error(key, Some(&rv), e))?;
+        if let Ok(mut map) = self.seen.lock() {
+            map.remove(key);
+        }
         Ok(())
     }
 
@@ -370,6 +456,10 @@ impl KubeStore {
             .replace_status(&key.name, &PostParams::default(), &d)
             .await
             .map_err(|e| api_error(key, Some(rv), e))?;
-        Ok(Revision(done.metadata.resource_version.unwrap_or_default()))
+        let revision = Revision(done.metadata.resource_version.clone().unwrap_or_default());
+        if let Ok(stored) = from_dynamic(done) {
+            self.remember(&stored);
+        }
+        Ok(revision)
     }
 }

@@ -6,6 +6,17 @@
 //! computed from stale data: it is thrown away, and the operation starts again from a fresh
 //! read, up to [`Ipam::with_retries`] times with the pauses of an injected [`Pause`]. A
 //! decision is therefore never applied on top of data it did not see.
+//!
+//! Conflicts are kept cheap, because on a hot pool (every node allocating from one object)
+//! they are the common case:
+//! - the snapshot reads the pools last, so the window between reading a pool and writing it
+//!   back (in which another writer makes the write conflict) spans as few round trips as
+//!   possible;
+//! - after a [`Error::Conflict`] on an object the plan wrote, only that object and the ones
+//!   the plan wrote before it (which a store without transactions may have applied) are read
+//!   again; the rest of the snapshot (other pools, reserved IPs) is kept, since the writes
+//!   are guarded by revisions anyway. Any other retryable error, and every
+//!   [`FULL_READ_EVERY`]th retry, reads everything again.
 
 use async_trait::async_trait;
 
@@ -14,8 +25,12 @@ use crate::allocate::{
 };
 use crate::model::{IPAllocationDetail, Object, SpiderIPPool, SpiderReservedIP};
 use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
-use crate::store::{Key, Store};
+use crate::store::{Key, Store, Write};
 use crate::Error;
+
+/// After a conflict only what conflicted is read again, but every this many retries the whole
+/// snapshot is, so that pools created meanwhile and reserved IPs are never long out of date.
+pub const FULL_READ_EVERY: u32 = 8;
 
 /// Waits between retries. The core has no clock or runtime: the caller supplies the pause
 /// (e.g. `tokio::time::sleep` with exponential backoff and jitter).
@@ -79,11 +94,8 @@ impl<S: Store> Ipam<S> {
     /// Reads what a decision for `namespace/endpoint` needs.
     pub async fn snapshot(&self, namespace: &str, endpoint: &str) -> Result<Snapshot, Error> {
         let mut snap = Snapshot::default();
-        for s in self.store.list(SpiderIPPool::KIND).await? {
-            if let Object::IpPool(p) = s.object {
-                snap.pools.push((p, s.revision));
-            }
-        }
+        // Pools last: they are what concurrent allocations write, so the shorter the time
+        // between reading them and the commit, the fewer conflicts.
         for s in self.store.list(SpiderReservedIP::KIND).await? {
             if let Object::ReservedIp(r) = s.object {
                 snap.reserved.push(r);
@@ -94,7 +106,50 @@ impl<S: Store> Ipam<S> {
                 snap.endpoint = Some((e, s.revision));
             }
         }
+        for s in self.store.list(SpiderIPPool::KIND).await? {
+            if let Object::IpPool(p) = s.object {
+                snap.pools.push((p, s.revision));
+            }
+        }
         Ok(snap)
+    }
+
+    /// After a conflict on `conflicted`: reads again the objects of `writes` up to and
+    /// including that one (the earlier ones may have been applied) and puts them into `snap`.
+    /// `None` when the snapshot cannot be patched (the key is not one the plan wrote, or an
+    /// object is gone or not a pool or the endpoint): the caller reads everything again.
+    async fn refresh(
+        &self,
+        mut snap: Snapshot,
+        writes: &[Key],
+        conflicted: &str,
+    ) -> Result<Option<Snapshot>, Error> {
+        let Some(last) = writes.iter().position(|k| k.to_string() == conflicted) else {
+            return Ok(None);
+        };
+        for key in &writes[..=last] {
+            let Some(fresh) = self.store.get(key).await? else {
+                return Ok(None);
+            };
+            match fresh.object {
+                Object::IpPool(p) => {
+                    let Some(slot) = snap
+                        .pools
+                        .iter_mut()
+                        .find(|(old, _)| old.metadata.name == p.metadata.name)
+                    else {
+                        return Ok(None);
+                    };
+                    *slot = (p, fresh.revision);
+                }
+                // The only endpoint a plan writes is the snapshot's.
+                Object::Endpoint(e) => {
+                    snap.endpoint = Some((e, fresh.revision));
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(snap))
     }
 
     /// CNI ADD: the pod's addresses, one entry per NIC (all of the pod's NICs). All or
@@ -143,18 +198,25 @@ impl<S: Store> Ipam<S> {
         plan: impl Fn(&Snapshot) -> Result<Plan, Error> + Send + Sync,
     ) -> Result<Outcome, Error> {
         let mut attempt = 0;
+        // What the last conflict left worth keeping: the snapshot, patched with what changed.
+        let mut kept: Option<Snapshot> = None;
         loop {
             // A store that cannot answer now (a lost connection, a leader election) is retried
             // like a conflict: from a fresh read.
             // Planner errors go through the same match: a retryable one (say, an object that
             // vanished between two reads of the snapshot) gets a fresh read too.
-            let result = match self
-                .snapshot(namespace, endpoint)
-                .await
-                .and_then(|s| plan(&s))
-            {
-                Ok(plan) if plan.writes.is_empty() => return Ok(plan.outcome),
-                Ok(plan) => self.store.commit(plan.writes).await.map(|()| plan.outcome),
+            let snap = match kept.take() {
+                Some(snap) => Ok(snap),
+                None => self.snapshot(namespace, endpoint).await,
+            };
+            let mut written: Vec<Key> = Vec::new();
+            let result = match snap.and_then(|s| plan(&s).map(|p| (s, p))) {
+                Ok((_, plan)) if plan.writes.is_empty() => return Ok(plan.outcome),
+                Ok((snap, plan)) => {
+                    written = plan.writes.iter().map(Write::key).collect();
+                    kept = Some(snap);
+                    self.store.commit(plan.writes).await.map(|()| plan.outcome)
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -162,6 +224,15 @@ impl<S: Store> Ipam<S> {
                 Err(e) if is_retryable(&e) && attempt < self.retries => {
                     attempt += 1;
                     self.pause.pause(attempt).await;
+                    kept = match (kept.take(), &e) {
+                        (Some(snap), Error::Conflict { key, .. })
+                            if attempt % FULL_READ_EVERY != 0 =>
+                        {
+                            // A failed re-read falls back to a full one.
+                            self.refresh(snap, &written, key).await.ok().flatten()
+                        }
+                        _ => None,
+                    };
                 }
                 Err(e) if is_retryable(&e) => {
                     return Err(Error::Unavailable {
