@@ -125,7 +125,7 @@ fn log(conf: &NetConf, env: &CniEnv, error: Option<&Error>) {
     }
 }
 
-/// Backoff between retries of a conflicting allocation: exponential up to 100 ms, with a
+/// Backoff between retries of a conflicting allocation: exponential up to 25 ms, with a
 /// jitter derived from the container id so that concurrent plugins spread out.
 struct Backoff {
     seed: u64,
@@ -143,7 +143,7 @@ impl Backoff {
 #[async_trait::async_trait]
 impl spiderpool_core::ipam::Pause for Backoff {
     async fn pause(&self, attempt: u32) {
-        let cap = 2u64.saturating_pow(attempt.min(7)).min(100);
+        let cap = 2u64.saturating_pow(attempt.min(5)).min(25);
         let jitter = self.seed.rotate_left(attempt) % (cap + 1);
         tokio::time::sleep(std::time::Duration::from_millis(cap / 2 + jitter)).await;
     }
