@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 /// What can go wrong with the local store's files. Converted into
 /// [`spiderpool_core::Error`] at the [`Store`](spiderpool_core::store::Store) boundary:
-/// a lock timeout becomes `Unavailable` (retryable), everything else `Storage`.
+/// a lock timeout becomes `Busy` (the wait already happened: not retried), everything else
+/// `Storage`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory operation failed.
@@ -54,8 +55,9 @@ pub enum Error {
 impl From<Error> for spiderpool_core::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::LockTimeout { .. } => spiderpool_core::Error::Unavailable {
-                reason: e.to_string(),
+            Error::LockTimeout { path, millis } => spiderpool_core::Error::Busy {
+                store: path.display().to_string(),
+                waited_ms: millis,
             },
             Error::Io { ref path, .. }
             | Error::Corrupt { ref path, .. }

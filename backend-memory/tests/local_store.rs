@@ -123,8 +123,10 @@ fn a_lock_held_too_long_is_a_retryable_error() {
         .unwrap();
     holder.lock().unwrap();
     let err = block_on_ready(store.list("SpiderIPPool")).unwrap_err();
-    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(matches!(err, Error::Busy { waited_ms: 50, .. }), "{err:?}");
     assert!(err.to_string().contains("try again later"));
+    // The engine does not wait again: the lock timeout is the bound.
+    assert!(!spiderpool_core::ipam::is_retryable(&err));
     holder.unlock().unwrap();
     assert!(block_on_ready(store.list("SpiderIPPool"))
         .unwrap()

@@ -132,7 +132,10 @@ impl Error {
             Error::Ipam(e) => match e {
                 E::NoIpAvailable { .. } | E::NoPoolSelected { .. } => code::NO_IP_AVAILABLE,
                 E::Annotation { .. } | E::UnknownPool { .. } => code::WRONG_INPUT,
-                E::Unavailable { .. } | E::Conflict { .. } | E::AutoPool { .. } => code::TRY_AGAIN,
+                E::Unavailable { .. }
+                | E::Busy { .. }
+                | E::Conflict { .. }
+                | E::AutoPool { .. } => code::TRY_AGAIN,
                 E::Storage { .. } | E::CorruptStatus { .. } => code::STORE_FAILED,
                 _ => code::INTERNAL,
             },

@@ -268,6 +268,7 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
         // Store trouble: report it so that the runtime retries and nothing leaks.
         Err(
             e @ (spiderpool_core::Error::Unavailable { .. }
+            | spiderpool_core::Error::Busy { .. }
             | spiderpool_core::Error::Storage { .. }),
         ) => Err(e.into()),
         // Anything else about this pod (already gone, never added) is a successful DEL.

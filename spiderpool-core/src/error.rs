@@ -142,6 +142,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The store stayed busy (its lock held by another process) for longer than the caller
+    /// agreed to wait. Not retried by the engine: the wait already happened; the caller (a CNI
+    /// runtime) tries again later.
+    #[error("store {store} busy for more than {waited_ms} ms, try again later")]
+    Busy {
+        /// The store (its directory).
+        store: String,
+        /// How long the caller waited.
+        waited_ms: u128,
+    },
     /// The store's change feed no longer holds the requested revision: list again.
     #[error("change feed expired at revision {revision}")]
     Expired {

@@ -32,11 +32,6 @@ use crate::Error;
 /// snapshot is, so that pools created meanwhile and reserved IPs are never long out of date.
 pub const FULL_READ_EVERY: u32 = 8;
 
-/// A store that cannot answer ([`Error::Unavailable`]: a lock held too long, a lost
-/// connection) is retried at most this many times, whatever the conflict budget: its own
-/// timeouts already waited, and the caller (a CNI runtime) retries later anyway.
-pub const UNAVAILABLE_RETRIES: u32 = 3;
-
 /// Waits between retries. The core has no clock or runtime: the caller supplies the pause
 /// (e.g. `tokio::time::sleep` with exponential backoff and jitter).
 #[async_trait]
@@ -203,7 +198,6 @@ impl<S: Store> Ipam<S> {
         plan: impl Fn(&Snapshot) -> Result<Plan, Error> + Send + Sync,
     ) -> Result<Outcome, Error> {
         let mut attempt = 0;
-        let mut unavailable = 0;
         // What the last conflict left worth keeping: the snapshot, patched with what changed.
         let mut kept: Option<Snapshot> = None;
         loop {
@@ -227,21 +221,8 @@ impl<S: Store> Ipam<S> {
             };
             match result {
                 Ok(outcome) => return Ok(outcome),
-                Err(Error::Unavailable { reason })
-                    if unavailable >= UNAVAILABLE_RETRIES && attempt < self.retries =>
-                {
-                    return Err(Error::Unavailable {
-                        reason: format!(
-                            "{namespace}/{endpoint}: given up after {} attempts: {reason}",
-                            unavailable + 1
-                        ),
-                    })
-                }
                 Err(e) if is_retryable(&e) && attempt < self.retries => {
                     attempt += 1;
-                    if matches!(e, Error::Unavailable { .. }) {
-                        unavailable += 1;
-                    }
                     self.pause.pause(attempt).await;
                     kept = match (kept.take(), &e) {
                         (Some(snap), Error::Conflict { key, .. })
