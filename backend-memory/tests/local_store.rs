@@ -132,3 +132,100 @@ fn a_lock_held_too_long_is_a_retryable_error() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_v1_file_is_read_and_rewritten_as_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    let data = store.dir().join("store.json");
+    std::fs::write(
+        &data,
+        "{\"format\":\"spiderpool-rs/local-store/v1\",\"revision\":3,\"objects\":[{\"revision\":2,\"object\":{\"apiVersion\":\"spiderpool.spidernet.io/v2beta1\",\"kind\":\"SpiderIPPool\",\"metadata\":{\"name\":\"old\"},\"spec\":{\"subnet\":\"10.0.0.0/24\"}}}]}",
+    )
+    .unwrap();
+    let got = block_on_ready(store.get(&Key::pool("old")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.revision, Revision("2".into()));
+    let rev =
+        block_on_ready(store.create(Object::IpPool(pool("new", "subnet: 10.1.0.0/24")))).unwrap();
+    assert_eq!(rev, Revision("4".into()));
+    let text = std::fs::read_to_string(&data).unwrap();
+    assert!(
+        text.starts_with("{\"format\":\"spiderpool-rs/local-store/v2\""),
+        "{text}"
+    );
+    let again = LocalStore::open(store.dir()).unwrap();
+    let names: Vec<_> = block_on_ready(again.list("SpiderIPPool"))
+        .unwrap()
+        .into_iter()
+        .map(|s| Key::of(&s.object).name)
+        .collect();
+    assert_eq!(names, ["new", "old"]);
+}
+
+#[test]
+fn writes_go_to_the_journal_and_every_process_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = LocalStore::open(dir.path().join("s")).unwrap();
+    let b = LocalStore::open(dir.path().join("s")).unwrap();
+    block_on_ready(a.create(Object::IpPool(pool("p0", "subnet: 10.0.0.0/24")))).unwrap();
+    for i in 1..20 {
+        let (w, r) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let name = format!("p{i}");
+        block_on_ready(w.create(Object::IpPool(pool(&name, "subnet: 10.0.0.0/24")))).unwrap();
+        assert!(block_on_ready(r.get(&Key::pool(&name))).unwrap().is_some());
+        let prev = Key::pool(&format!("p{}", i - 1));
+        let stored = block_on_ready(r.get(&prev)).unwrap().unwrap();
+        block_on_ready(r.delete(&prev, &stored.revision)).unwrap();
+        assert!(block_on_ready(w.get(&prev)).unwrap().is_none());
+    }
+    let journal = dir.path().join("s/store.journal");
+    assert!(std::fs::metadata(&journal).unwrap().len() > 0);
+    let fresh = LocalStore::open(dir.path().join("s")).unwrap();
+    let all = block_on_ready(fresh.list("SpiderIPPool")).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].revision, Revision("38".into()));
+}
+
+#[test]
+fn a_torn_last_record_is_ignored_and_a_damaged_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    for name in ["p1", "p2", "p3"] {
+        block_on_ready(store.create(Object::IpPool(pool(name, "subnet: 10.0.0.0/24")))).unwrap();
+    }
+    let journal = store.dir().join("store.journal");
+    let good = std::fs::read(&journal).unwrap();
+    // A crash in the middle of the last append: that commit never returned.
+    std::fs::write(&journal, &good[..good.len() - 7]).unwrap();
+    let torn = LocalStore::open(store.dir()).unwrap();
+    assert!(block_on_ready(torn.get(&Key::pool("p3")))
+        .unwrap()
+        .is_none());
+    assert!(block_on_ready(torn.get(&Key::pool("p2")))
+        .unwrap()
+        .is_some());
+    // The next writer cuts the torn record off and appends after the last whole one.
+    block_on_ready(torn.create(Object::IpPool(pool("p4", "subnet: 10.0.0.0/24")))).unwrap();
+    let fresh = LocalStore::open(store.dir()).unwrap();
+    assert_eq!(block_on_ready(fresh.list("SpiderIPPool")).unwrap().len(), 3);
+    // A damaged record followed by others is corruption: refused, left untouched.
+    let mut bad = std::fs::read(&journal).unwrap();
+    let at = bad.iter().position(|b| *b == b'\n').unwrap() + 10;
+    bad[at] ^= 1;
+    std::fs::write(&journal, &bad).unwrap();
+    let damaged = LocalStore::open(store.dir()).unwrap();
+    let err = block_on_ready(damaged.create(Object::IpPool(pool("p5", "subnet: 10.0.0.0/24"))))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("store.journal: corrupt store file"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        bad,
+        "the journal was modified"
+    );
+}
