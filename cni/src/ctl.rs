@@ -11,7 +11,7 @@ mod describe;
 mod get;
 mod workloads;
 
-pub use apply::apply;
+pub use apply::{apply, workload_scope};
 pub use delete::{delete, delete_file};
 pub use describe::describe;
 pub use get::{get, Output};

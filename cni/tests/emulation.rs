@@ -387,3 +387,78 @@ fn settings_come_from_the_spiderpool_configmap() {
         "1 replica + the configured default 2"
     );
 }
+
+#[test]
+fn concurrent_appliers_fill_an_exact_pool_without_duplicates_or_leaks() {
+    // Spiderpool's "limit" test, small: 10 Deployments x 10 replicas on a pool of exactly 100
+    // addresses, applied by 5 `spiderpoolctl` processes at once (benches/limit-1000.sh runs
+    // the full 100 x 10).
+    let lab = Lab::new();
+    let mut setup = String::from("apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata: {name: limit}\nspec: {subnet: 10.8.0.0/16, ips: [10.8.0.1-10.8.0.100], default: true}\n");
+    for n in 1..=5 {
+        setup.push_str(&format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{n}}}\n"
+        ));
+    }
+    lab.ctl(&["apply", "-f", "-"], Some(&setup));
+    let files: Vec<String> = (0..5)
+        .map(|k| {
+            (0..2)
+                .map(|j| {
+                    let d = k * 2 + j;
+                    format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app-{d}}}\nspec:\n  replicas: 10\n  template:\n    metadata: {{labels: {{app: app-{d}}}}}\n")
+                })
+                .collect()
+        })
+        .collect();
+    let children: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spiderpoolctl"));
+            cmd.args(["apply", "-f", "-"])
+                .env("SPIDERPOOL_STORE", lab.store());
+            common::spawn_fed(&mut cmd, f)
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "an applier failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pods = lab.pods();
+    assert_eq!(pods.len(), 100, "{pods:?}");
+    let running = lab.running();
+    assert_eq!(running.len(), 100, "every pod Running: {pods:?}");
+    assert!(running.iter().all(|(_, ips)| ips.len() == 1));
+    assert_eq!(
+        lab.pool("limit"),
+        (100, 100),
+        "every address held, none leaked"
+    );
+    // Every pod's address is the one the pool records for it.
+    let v: Value =
+        serde_json::from_str(&lab.ctl(&["get", "sp", "limit", "-o", "json"], None)).unwrap();
+    let records: Value =
+        serde_json::from_str(v["status"]["allocatedIPs"].as_str().unwrap()).unwrap();
+    for (name, ips) in &running {
+        assert_eq!(
+            records[&ips[0]]["pod"].as_str(),
+            Some(format!("default/{name}").as_str()),
+            "{name} holds {} but the pool says otherwise",
+            ips[0]
+        );
+    }
+    // The pods spread over the nodes.
+    let v: Value = serde_json::from_str(&lab.ctl(&["get", "pods", "-o", "json"], None)).unwrap();
+    let nodes: std::collections::BTreeSet<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 5);
+    lab.invariants();
+}

@@ -1,11 +1,16 @@
 //! `spiderpoolctl`: manage Spiderpool objects in a store, kubectl-style.
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use spiderpool_cni::ctl::{self, Kind, Output};
 use spiderpool_cni::netconf::DEFAULT_STORE;
 use spiderpool_cni::Error;
+use spiderpool_core::model::Object;
+use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
+use spiderpool_core::Error as CoreError;
 
 /// Manage SpiderSubnets, SpiderIPPools, SpiderReservedIPs and SpiderEndpoints in a
 /// spiderpool-rs store, and emulate namespaces, nodes, workloads and pods to try IP plans
@@ -113,7 +118,14 @@ async fn run(cli: Cli) -> Result<String, Error> {
     if let Command::Crds = cli.command {
         return Ok(backend_kube::crd::crds_yaml());
     }
-    let store = spiderpool_cni::store::open_store(&cli.store, None).await?;
+    let started = Instant::now();
+    let store = Counting::new(spiderpool_cni::store::open_store(&cli.store, None).await?);
+    let opened = started.elapsed();
+    let mut opts = spiderpool_cni::emulation::Options::default();
+    if !cli.store.starts_with("etcd://") && cli.store != spiderpool_cni::netconf::KUBE_STORE {
+        // The local store has no transaction size limit: one commit per reconcile round.
+        opts.batch = 4096;
+    }
     let out = match cli.command {
         Command::Apply { file } => {
             let text = read_input(&file)?;
@@ -122,6 +134,9 @@ async fn run(cli: Cli) -> Result<String, Error> {
             for w in warnings {
                 eprintln!("Warning: {w}");
             }
+            // A file of workloads only: the reconcile looks after those (a concurrent apply
+            // looks after its own).
+            opts.scope = ctl::workload_scope(&file, &text);
             out
         }
         Command::Get {
@@ -211,9 +226,132 @@ async fn run(cli: Cli) -> Result<String, Error> {
             namespace,
         } => return ctl::describe(&store, Kind::parse(&kind)?, &name, &namespace).await,
     };
+    let command = store.snapshot_counts();
+    let applied = started.elapsed();
     // Every state-changing command ends with the controllers catching up.
-    spiderpool_cni::emulation::reconcile(&store, &mut new_uid).await?;
+    spiderpool_cni::emulation::reconcile_with(&store, &mut new_uid, &opts).await?;
+    if std::env::var_os("SPIDERPOOLCTL_PROFILE").is_some() {
+        let total = store.snapshot_counts();
+        eprintln!(
+            "profile: open {:.1} ms; command {:.1} ms, store calls {}; reconcile{} {:.1} ms, store calls {}",
+            opened.as_secs_f64() * 1e3,
+            (applied - opened).as_secs_f64() * 1e3,
+            command,
+            if opts.scope.is_some() { " (scoped)" } else { "" },
+            (started.elapsed() - applied).as_secs_f64() * 1e3,
+            total.minus(&command),
+        );
+    }
     Ok(out)
+}
+
+/// Store calls by kind, for `SPIDERPOOLCTL_PROFILE=1`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    get: u64,
+    list: u64,
+    write: u64,
+    commit: u64,
+    conflict: u64,
+}
+
+impl Counts {
+    fn minus(&self, o: &Counts) -> Counts {
+        Counts {
+            get: self.get - o.get,
+            list: self.list - o.list,
+            write: self.write - o.write,
+            commit: self.commit - o.commit,
+            conflict: self.conflict - o.conflict,
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "get {} list {} write {} commit {} (conflicts {})",
+            self.get, self.list, self.write, self.commit, self.conflict
+        )
+    }
+}
+
+/// A store that counts the calls made to it.
+struct Counting<S> {
+    inner: S,
+    counts: Mutex<Counts>,
+}
+
+impl<S> Counting<S> {
+    fn new(inner: S) -> Self {
+        Counting {
+            inner,
+            counts: Mutex::new(Counts::default()),
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counts)) {
+        if let Ok(mut c) = self.counts.lock() {
+            f(&mut c);
+        }
+    }
+
+    fn snapshot_counts(&self) -> Counts {
+        self.counts.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn outcome<T>(&self, r: Result<T, CoreError>) -> Result<T, CoreError> {
+        if matches!(
+            r,
+            Err(CoreError::Conflict { .. } | CoreError::AlreadyExists { .. })
+        ) {
+            self.count(|c| c.conflict += 1);
+        }
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store> Store for Counting<S> {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, CoreError> {
+        self.count(|c| c.get += 1);
+        self.inner.get(key).await
+    }
+    async fn list(&self, kind: &str) -> Result<Vec<Stored>, CoreError> {
+        self.count(|c| c.list += 1);
+        self.inner.list(kind).await
+    }
+    async fn create(&self, object: Object) -> Result<Revision, CoreError> {
+        self.count(|c| c.write += 1);
+        let r = self.inner.create(object).await;
+        self.outcome(r)
+    }
+    async fn update(&self, object: Object, expected: &Revision) -> Result<Revision, CoreError> {
+        self.count(|c| c.write += 1);
+        let r = self.inner.update(object, expected).await;
+        self.outcome(r)
+    }
+    async fn delete(&self, key: &Key, expected: &Revision) -> Result<(), CoreError> {
+        self.count(|c| c.write += 1);
+        let r = self.inner.delete(key, expected).await;
+        self.outcome(r)
+    }
+    fn is_atomic(&self) -> bool {
+        self.inner.is_atomic()
+    }
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), CoreError> {
+        self.count(|c| c.commit += 1);
+        let r = self.inner.commit(writes).await;
+        self.outcome(r)
+    }
+    async fn changes(
+        &self,
+        kind: &str,
+        since: Option<&Revision>,
+    ) -> Result<Vec<Change>, CoreError> {
+        self.inner.changes(kind, since).await
+    }
 }
 
 async fn current_settings<S: spiderpool_core::store::Store>(

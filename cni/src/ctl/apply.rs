@@ -1,7 +1,11 @@
 //! `spiderpoolctl apply -f`: admission for every object first, then one atomic write.
 
-use spiderpool_core::model::{parse_documents, Object, ObjectMeta, SpiderIPPool, SpiderSubnet};
-use spiderpool_core::store::{Key, Revision, Store, Write};
+use std::collections::{BTreeMap, BTreeSet};
+
+use spiderpool_core::model::{
+    parse_documents, Object, ObjectMeta, OtherObject, SpiderIPPool, SpiderSubnet,
+};
+use spiderpool_core::store::{Key, Revision, Store, Stored, Write};
 use spiderpool_core::validate::{
     mutate_ippool, mutate_reservedip, mutate_subnet, validate_ippool_create,
     validate_ippool_update, validate_reservedip_create, validate_reservedip_update,
@@ -84,16 +88,39 @@ async fn plan<S: Store>(
     now: &str,
 ) -> Result<(String, Vec<Write>), Error> {
     let cfg = AdmissionConfig::default();
+    // Pools and subnets only matter to Spiderpool objects: a file of workloads reads none.
+    let spider = docs.iter().any(|d| !matches!(d.object, Object::Other(_)));
     let mut pools: Vec<(SpiderIPPool, Option<Revision>)> = Vec::new();
-    for s in store.list(SpiderIPPool::KIND).await? {
-        if let Object::IpPool(p) = s.object {
-            pools.push((p, Some(s.revision)));
+    let mut subnets: Vec<(SpiderSubnet, Option<Revision>)> = Vec::new();
+    if spider {
+        for s in store.list(SpiderIPPool::KIND).await? {
+            if let Object::IpPool(p) = s.object {
+                pools.push((p, Some(s.revision)));
+            }
+        }
+        for s in store.list(SpiderSubnet::KIND).await? {
+            if let Object::Subnet(x) = s.object {
+                subnets.push((x, Some(s.revision)));
+            }
         }
     }
-    let mut subnets: Vec<(SpiderSubnet, Option<Revision>)> = Vec::new();
-    for s in store.list(SpiderSubnet::KIND).await? {
-        if let Object::Subnet(x) = s.object {
-            subnets.push((x, Some(s.revision)));
+    // Other kinds with several documents are listed once rather than read one by one.
+    let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in docs {
+        if let Object::Other(o) = &d.object {
+            *per_kind.entry(o.kind.as_str()).or_default() += 1;
+        }
+    }
+    let mut listed: BTreeMap<String, BTreeMap<Key, Stored>> = BTreeMap::new();
+    for (kind, n) in per_kind {
+        if n > 1 {
+            let objects = store
+                .list(kind)
+                .await?
+                .into_iter()
+                .map(|s| (Key::of(&s.object), s))
+                .collect();
+            listed.insert(kind.to_string(), objects);
         }
     }
     let mut pending: Vec<Pending> = Vec::new();
@@ -101,7 +128,12 @@ async fn plan<S: Store>(
     let mut other_writes = Vec::new();
     for (doc_index, doc) in docs.iter().enumerate() {
         if let Object::Other(o) = &doc.object {
-            let (line, write) = plan_other(store, o, uid, now).await?;
+            let key = Key::of(&Object::Other(with_default_namespace(o)));
+            let stored = match listed.get(&o.kind) {
+                Some(objects) => objects.get(&key).cloned(),
+                None => store.get(&key).await?,
+            };
+            let (line, write) = plan_other(o, stored, uid, now);
             lines.push((doc_index, line));
             other_writes.extend(write);
             if crate::emulation::is_workload(o) {
@@ -282,7 +314,7 @@ async fn plan<S: Store>(
 }
 
 /// kubectl's resource name of another kind: `deployment.apps`, `pod`, `cloneset.apps.kruise.io`.
-pub(crate) fn other_resource(o: &spiderpool_core::model::OtherObject) -> String {
+pub(crate) fn other_resource(o: &OtherObject) -> String {
     let kind = o.kind.to_ascii_lowercase();
     match o.api_version.split_once('/') {
         Some((group, _)) => format!("{kind}.{group}"),
@@ -292,19 +324,13 @@ pub(crate) fn other_resource(o: &spiderpool_core::model::OtherObject) -> String 
 
 /// Applies a namespace, node, pod, workload or the settings ConfigMap: stored as given, with
 /// the uid and creation time of the stored version (or new ones).
-async fn plan_other<S: Store>(
-    store: &S,
-    o: &spiderpool_core::model::OtherObject,
+fn plan_other(
+    o: &OtherObject,
+    stored: Option<Stored>,
     uid: &mut dyn FnMut() -> String,
     now: &str,
-) -> Result<(String, Option<Write>), Error> {
-    let mut new = o.clone();
-    if new.namespace.is_none() && !matches!(o.kind.as_str(), "Namespace" | "Node") {
-        new.namespace = Some("default".into());
-        new.value["metadata"]["namespace"] = serde_json::json!("default");
-    }
-    let key = Key::of(&Object::Other(new.clone()));
-    let stored = store.get(&key).await?;
+) -> (String, Option<Write>) {
+    let mut new = with_default_namespace(o);
     let old_meta = stored.as_ref().and_then(|s| match &s.object {
         Object::Other(x) => x.value.get("metadata").cloned(),
         _ => None,
@@ -329,7 +355,7 @@ async fn plan_other<S: Store>(
         }
     }
     let resource = other_resource(o);
-    Ok(match stored {
+    match stored {
         None => (
             format!("{resource}/{} created\n", o.name),
             Some(Write::Create(Object::Other(new))),
@@ -344,7 +370,34 @@ async fn plan_other<S: Store>(
                 expected: s.revision,
             }),
         ),
-    })
+    }
+}
+
+/// The object with the namespace apply gives namespaced kinds that name none.
+fn with_default_namespace(o: &OtherObject) -> OtherObject {
+    let mut new = o.clone();
+    if new.namespace.is_none() && !matches!(o.kind.as_str(), "Namespace" | "Node") {
+        new.namespace = Some("default".into());
+        new.value["metadata"]["namespace"] = serde_json::json!("default");
+    }
+    new
+}
+
+/// The workloads of `text` (their keys), if the file holds nothing but workloads: the objects
+/// a reconcile after applying it needs to look at (see [`crate::emulation::Options::scope`]).
+/// `None` for any other file (or one that does not parse).
+pub fn workload_scope(source: &str, text: &str) -> Option<BTreeSet<Key>> {
+    let docs = parse_documents(source, text).ok()?;
+    let mut keys = BTreeSet::new();
+    for d in &docs {
+        match &d.object {
+            Object::Other(o) if crate::emulation::is_workload(o) => {
+                keys.insert(Key::of(&Object::Other(with_default_namespace(o))));
+            }
+            _ => return None,
+        }
+    }
+    (!keys.is_empty()).then_some(keys)
 }
 
 /// Keeps what the store owns when an object is applied again: uid, creation time,
