@@ -60,18 +60,21 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod batch;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse};
 use serde_json::Value;
 use spiderpool_core::model::{
     object_from_value, Object, PoolIPAllocation, PoolIPAllocations, SpiderIPPool,
 };
 use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
+
+use batch::{Batcher, CommitA, CommitQ, ReadA, ReadQ};
 
 /// Errors of the etcd store; converted into [`spiderpool_core::Error`] at the trait boundary
 /// (connection trouble is retryable `Unavailable`, undecodable data a `Storage` error naming
@@ -125,7 +128,7 @@ impl From<Error> for spiderpool_core::Error {
     }
 }
 
-fn request(e: etcd_client::Error) -> spiderpool_core::Error {
+pub(crate) fn request(e: etcd_client::Error) -> spiderpool_core::Error {
     Error::Request(e.to_string()).into()
 }
 
@@ -176,12 +179,32 @@ impl EtcdConfig {
     }
 }
 
-/// The etcd store.
+/// The etcd store. Clones share one connection, and concurrent requests of one process
+/// share round trips (see [Batching](crate#batching)).
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
     prefix: String,
+    reads: Arc<Batcher<ReadQ, ReadA>>,
+    commits: Arc<Batcher<CommitQ, CommitA>>,
+    pools: Arc<Mutex<VecDeque<Arc<CachedPool>>>>,
 }
+
+/// A pool as read at its revision, decoded once: reads of the same revision reuse it, and a
+/// commit computed from it needs no read of the past.
+struct CachedPool {
+    name: String,
+    revision: i64,
+    /// The spec key's value.
+    spec: Value,
+    /// Its records by address, with their mod revisions.
+    records: BTreeMap<String, (PoolIPAllocation, i64)>,
+    /// The pool with its records folded in.
+    pool: SpiderIPPool,
+}
+
+/// Decoded pool revisions kept per store.
+const CACHED_POOLS: usize = 32;
 
 const POOL: &str = SpiderIPPool::KIND;
 
@@ -217,6 +240,9 @@ impl EtcdStore {
         Ok(EtcdStore {
             client,
             prefix: cfg.prefix.clone(),
+            reads: Arc::default(),
+            commits: Arc::default(),
+            pools: Arc::default(),
         })
     }
 
@@ -271,7 +297,7 @@ impl EtcdStore {
         })
     }
 
-    /// Records of `pool` from alloc key-values.
+    /// Records of `pool` from alloc key-values (sorted by key, as etcd returns them).
     fn records_of(
         &self,
         pool: &str,
@@ -279,13 +305,10 @@ impl EtcdStore {
     ) -> Result<BTreeMap<String, (PoolIPAllocation, i64)>, spiderpool_core::Error> {
         let prefix = self.alloc_prefix(pool);
         let mut out = BTreeMap::new();
-        for kv in kvs {
-            let key = String::from_utf8_lossy(kv.key());
-            let Some(ip) = key.strip_prefix(&prefix) else {
-                continue;
-            };
+        for kv in pool_slice(kvs, &prefix) {
+            let ip = &kv.key()[prefix.len()..];
             out.insert(
-                ip.to_string(),
+                String::from_utf8_lossy(ip).to_string(),
                 (self.decode_record(kv.key(), kv.value())?, kv.mod_revision()),
             );
         }
@@ -314,6 +337,20 @@ impl EtcdStore {
         Object::IpPool(p).to_value()
     }
 
+    /// Linearizable reads of `ranges` at one revision, batched with the concurrent reads of
+    /// this process.
+    async fn read(&self, ranges: ReadQ) -> ReadA {
+        let client = &self.client;
+        self.reads
+            .submit(ranges, |b| batch::flush_reads(client, b))
+            .await
+            .unwrap_or_else(|| {
+                Err(spiderpool_core::Error::Unavailable {
+                    reason: "etcd read cancelled".into(),
+                })
+            })
+    }
+
     async fn range(
         &self,
         prefix: &str,
@@ -333,6 +370,23 @@ impl EtcdStore {
         Ok((resp.kvs().to_vec(), rev))
     }
 
+    /// A decoded pool revision, if cached.
+    fn cached(&self, name: &str, revision: i64) -> Option<Arc<CachedPool>> {
+        let cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .iter()
+            .find(|c| c.revision == revision && c.name == name)
+            .cloned()
+    }
+
+    fn cache(&self, pool: Arc<CachedPool>) {
+        let mut cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHED_POOLS {
+            cache.pop_front();
+        }
+        cache.push_back(pool);
+    }
+
     /// Pools (one, or all) with their records, read at one store revision.
     async fn read_pools(&self, only: Option<&str>) -> Result<Vec<Stored>, spiderpool_core::Error> {
         let (spec_range, alloc_range, del_range) = match only {
@@ -347,39 +401,31 @@ impl EtcdStore {
                 format!("{}d/", self.prefix),
             ),
         };
-        let prefix = || Some(GetOptions::new().with_prefix());
-        let txn = Txn::new().and_then(vec![
-            TxnOp::get(spec_range.clone(), prefix()),
-            TxnOp::get(alloc_range, prefix()),
-            TxnOp::get(del_range, prefix()),
-        ]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(request)?;
-        let mut ranges: Vec<Vec<etcd_client::KeyValue>> = resp
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().to_vec(),
-                _ => Vec::new(),
-            })
-            .collect();
+        let mut ranges = self
+            .read(vec![
+                (spec_range.clone(), only.is_none()),
+                (alloc_range, true),
+                (del_range, only.is_none()),
+            ])
+            .await?;
         let deletions = ranges.pop().unwrap_or_default();
         let allocs = ranges.pop().unwrap_or_default();
         let specs = ranges.pop().unwrap_or_default();
+        let names_from = format!("{}_/", self.kind_prefix(POOL));
         let mut out = Vec::new();
         for kv in &specs {
-            // `only` reads a prefix: skip pools whose name merely starts with it.
-            if only.is_some() && kv.key() != spec_range.as_bytes() {
-                continue;
-            }
-            let Object::IpPool(pool) = self.decode(kv.key(), kv.value())? else {
+            let Some(name) = kv
+                .key()
+                .strip_prefix(names_from.as_bytes())
+                .map(|n| String::from_utf8_lossy(n).to_string())
+            else {
                 continue;
             };
-            let name = pool.metadata.name.clone();
-            let records = self.records_of(&name, &allocs)?;
+            let alloc_prefix = self.alloc_prefix(&name);
             let del_key = self.deletions_key(&name);
-            let rev = records
-                .values()
-                .map(|(_, r)| *r)
+            let rev = pool_slice(&allocs, &alloc_prefix)
+                .iter()
+                .map(|r| r.mod_revision())
                 .chain(std::iter::once(kv.mod_revision()))
                 .chain(
                     deletions
@@ -389,10 +435,29 @@ impl EtcdStore {
                 )
                 .max()
                 .unwrap_or(0);
-            let mut pool = self.assemble(pool, &records);
-            pool.metadata.resource_version = Some(rev.to_string());
+            let cached = match self.cached(&name, rev) {
+                Some(c) => c,
+                None => {
+                    let Object::IpPool(pool) = self.decode(kv.key(), kv.value())? else {
+                        continue;
+                    };
+                    let records = self.records_of(&name, &allocs)?;
+                    let mut pool = self.assemble(pool, &records);
+                    pool.metadata.resource_version = Some(rev.to_string());
+                    let spec = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
+                    let c = Arc::new(CachedPool {
+                        name,
+                        revision: rev,
+                        spec,
+                        records,
+                        pool,
+                    });
+                    self.cache(c.clone());
+                    c
+                }
+            };
             out.push(Stored {
-                object: Object::IpPool(pool),
+                object: Object::IpPool(cached.pool.clone()),
                 revision: Revision(rev.to_string()),
             });
         }
@@ -404,7 +469,7 @@ impl EtcdStore {
         &self,
         write: Write,
         cmps: &mut Vec<Compare>,
-        ops: &mut Vec<TxnOp>,
+        ops: &mut Ops,
     ) -> Result<(), spiderpool_core::Error> {
         let rev_of = |r: &Revision| -> Result<i64, spiderpool_core::Error> {
             r.0.parse().map_err(|_| spiderpool_core::Error::Conflict {
@@ -419,18 +484,14 @@ impl EtcdStore {
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Equal, 0));
                 match &object {
                     Object::IpPool(p) => {
-                        ops.push(TxnOp::put(k, Self::spec_value(p).to_string(), None));
+                        ops.put(k, Self::spec_value(p).to_string());
                         for (ip, r) in p.allocations()? {
                             let ak = format!("{}{ip}", self.alloc_prefix(&p.metadata.name));
                             cmps.push(Compare::create_revision(ak.clone(), CompareOp::Equal, 0));
-                            ops.push(TxnOp::put(
-                                ak,
-                                serde_json::to_string(&r).unwrap_or_default(),
-                                None,
-                            ));
+                            ops.put(ak, serde_json::to_string(&r).unwrap_or_default());
                         }
                     }
-                    other => ops.push(TxnOp::put(k, other.to_value().to_string(), None)),
+                    other => ops.put(k, other.to_value().to_string()),
                 }
             }
             Write::Update {
@@ -440,30 +501,38 @@ impl EtcdStore {
                 let r = rev_of(&expected)?;
                 let name = new.metadata.name.clone();
                 let k = self.object_key(&Key::pool(&name));
-                // What the planner saw, at its revision.
-                let (old_spec, _) = self
-                    .range(&k, Some(r))
-                    .await
-                    .map_err(|_| conflict(&k, &expected))?;
-                let Some(old_kv) = old_spec.iter().find(|kv| kv.key() == k.as_bytes()) else {
-                    return Err(spiderpool_core::Error::NotFound {
-                        key: Key::pool(&name).to_string(),
-                    });
+                // What the planner saw, at its revision: decoded when it was read, or read
+                // again as of that revision.
+                let (old_spec_value, old_records) = match self.cached(&name, r) {
+                    Some(c) => (c.spec.clone(), c.records.clone()),
+                    None => {
+                        let (old_spec, _) = self
+                            .range(&k, Some(r))
+                            .await
+                            .map_err(|_| conflict(&k, &expected))?;
+                        let Some(old_kv) = old_spec.iter().find(|kv| kv.key() == k.as_bytes())
+                        else {
+                            return Err(spiderpool_core::Error::NotFound {
+                                key: Key::pool(&name).to_string(),
+                            });
+                        };
+                        let (old_allocs, _) = self
+                            .range(&self.alloc_prefix(&name), Some(r))
+                            .await
+                            .map_err(|_| conflict(&k, &expected))?;
+                        (
+                            serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null),
+                            self.records_of(&name, &old_allocs)?,
+                        )
+                    }
                 };
-                let (old_allocs, _) = self
-                    .range(&self.alloc_prefix(&name), Some(r))
-                    .await
-                    .map_err(|_| conflict(&k, &expected))?;
-                let old_records = self.records_of(&name, &old_allocs)?;
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
                 let new_spec = Self::spec_value(&new);
-                let old_spec_value: Value =
-                    serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null);
                 if strip_rv(new_spec.clone()) != strip_rv(old_spec_value) {
                     // A change of the pool itself (its ranges, …) was decided knowing every
                     // record: none may have changed since.
-                    ops.push(TxnOp::put(k.clone(), new_spec.to_string(), None));
+                    ops.put(k.clone(), new_spec.to_string());
                     self.guard_records(&name, r, cmps);
                 }
                 let new_records = new.allocations()?;
@@ -474,21 +543,13 @@ impl EtcdStore {
                     match old_records.get(ip) {
                         None => {
                             cmps.push(Compare::create_revision(ak.clone(), CompareOp::Equal, 0));
-                            ops.push(TxnOp::put(
-                                ak,
-                                serde_json::to_string(rec).unwrap_or_default(),
-                                None,
-                            ));
+                            ops.put(ak, serde_json::to_string(rec).unwrap_or_default());
                             touched_pods.insert(rec.pod.clone());
                         }
                         Some((old, _)) if old != rec => {
                             cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
                             cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
-                            ops.push(TxnOp::put(
-                                ak,
-                                serde_json::to_string(rec).unwrap_or_default(),
-                                None,
-                            ));
+                            ops.put(ak, serde_json::to_string(rec).unwrap_or_default());
                             touched_pods.insert(rec.pod.clone());
                             touched_pods.insert(old.pod.clone());
                         }
@@ -501,13 +562,13 @@ impl EtcdStore {
                         let ak = format!("{prefix}{ip}");
                         cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
                         cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
-                        ops.push(TxnOp::delete(ak, None));
+                        ops.delete(ak);
                         touched_pods.insert(old.pod.clone());
                         deleted = true;
                     }
                 }
                 if deleted {
-                    ops.push(TxnOp::put(self.deletions_key(&name), r.to_string(), None));
+                    ops.put(self.deletions_key(&name), r.to_string());
                 }
                 // Records the plan relies on without changing them (the same pod's other
                 // addresses) must still be as they were, and still be there: a missing key
@@ -526,7 +587,7 @@ impl EtcdStore {
                 let k = self.object_key(&Key::of(&object));
                 let r = rev_of(&expected)?;
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Equal, r));
-                ops.push(TxnOp::put(k, object.to_value().to_string(), None));
+                ops.put(k, object.to_value().to_string());
             }
             Write::Delete { key, expected } => {
                 let k = self.object_key(&key);
@@ -535,15 +596,12 @@ impl EtcdStore {
                     cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                     cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
                     self.guard_records(&key.name, r, cmps);
-                    ops.push(TxnOp::delete(k, None));
-                    ops.push(TxnOp::delete(
-                        self.alloc_prefix(&key.name),
-                        Some(etcd_client::DeleteOptions::new().with_prefix()),
-                    ));
-                    ops.push(TxnOp::delete(self.deletions_key(&key.name), None));
+                    ops.delete(k);
+                    ops.delete_prefix(self.alloc_prefix(&key.name));
+                    ops.delete(self.deletions_key(&key.name));
                 } else {
                     cmps.push(Compare::mod_revision(k.clone(), CompareOp::Equal, r));
-                    ops.push(TxnOp::delete(k, None));
+                    ops.delete(k);
                 }
             }
         }
@@ -562,10 +620,21 @@ impl EtcdStore {
         ));
     }
 
-    /// Why a transaction failed: the first write whose key is missing, present or changed.
-    async fn explain(&self, writes: &[Key], creates: &[Key]) -> spiderpool_core::Error {
-        for key in creates {
-            if let Ok(Some(_)) = self.get(key).await {
+    /// Why a transaction failed, from the answers of its failure branch (one count of each
+    /// key of `creates`, then of `writes`, read in the same transaction): the first created
+    /// key that exists, the first written key that is missing, else a conflict.
+    fn explain(
+        &self,
+        writes: &[Key],
+        creates: &[Key],
+        counts: &[TxnOpResponse],
+    ) -> spiderpool_core::Error {
+        let exists = |i: usize| match counts.get(i) {
+            Some(TxnOpResponse::Get(g)) => g.count() > 0 || !g.kvs().is_empty(),
+            _ => false,
+        };
+        for (i, key) in creates.iter().enumerate() {
+            if exists(i) {
                 return spiderpool_core::Error::AlreadyExists {
                     kind: key.kind.clone(),
                     name: key
@@ -575,13 +644,17 @@ impl EtcdStore {
                 };
             }
         }
-        for key in writes {
-            if let Ok(None) = self.get(key).await {
+        for (i, key) in writes.iter().enumerate() {
+            if !exists(creates.len() + i) {
                 return spiderpool_core::Error::NotFound {
                     key: key.to_string(),
                 };
             }
         }
+        self.conflict_on(writes, creates)
+    }
+
+    fn conflict_on(&self, writes: &[Key], creates: &[Key]) -> spiderpool_core::Error {
         spiderpool_core::Error::Conflict {
             key: writes
                 .first()
@@ -591,6 +664,46 @@ impl EtcdStore {
             expected: "a newer revision".into(),
         }
     }
+}
+
+/// The operations of one transaction, with the keys they write and their size.
+#[derive(Default)]
+struct Ops {
+    ops: Vec<TxnOp>,
+    writes: BTreeSet<String>,
+    bytes: usize,
+    alone: bool,
+}
+
+impl Ops {
+    fn put(&mut self, key: String, value: String) {
+        self.bytes += key.len() + value.len() + 16;
+        self.writes.insert(key.clone());
+        self.ops.push(TxnOp::put(key, value, None));
+    }
+
+    fn delete(&mut self, key: String) {
+        self.bytes += key.len() + 16;
+        self.writes.insert(key.clone());
+        self.ops.push(TxnOp::delete(key, None));
+    }
+
+    fn delete_prefix(&mut self, prefix: String) {
+        self.bytes += prefix.len() + 16;
+        self.alone = true;
+        self.ops.push(TxnOp::delete(
+            prefix,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ));
+    }
+}
+
+/// The key-values of `kvs` (sorted by key) under `prefix`.
+fn pool_slice<'a>(kvs: &'a [etcd_client::KeyValue], prefix: &str) -> &'a [etcd_client::KeyValue] {
+    let p = prefix.as_bytes();
+    let start = kvs.partition_point(|kv| kv.key() < p);
+    let len = kvs[start..].partition_point(|kv| kv.key().starts_with(p));
+    &kvs[start..start + len]
 }
 
 fn conflict(key: &str, expected: &Revision) -> spiderpool_core::Error {
@@ -614,13 +727,8 @@ impl Store for EtcdStore {
             return Ok(self.read_pools(Some(&key.name)).await?.into_iter().next());
         }
         let k = self.object_key(key);
-        let resp = self
-            .client
-            .kv_client()
-            .get(k.as_str(), None)
-            .await
-            .map_err(request)?;
-        let Some(kv) = resp.kvs().first() else {
+        let kvs = self.read(vec![(k, false)]).await?.pop().unwrap_or_default();
+        let Some(kv) = kvs.first() else {
             return Ok(None);
         };
         let mut object = self.decode(kv.key(), kv.value())?;
@@ -635,7 +743,11 @@ impl Store for EtcdStore {
         if kind == POOL {
             return self.read_pools(None).await;
         }
-        let (kvs, _) = self.range(&self.kind_prefix(kind), None).await?;
+        let kvs = self
+            .read(vec![(self.kind_prefix(kind), true)])
+            .await?
+            .pop()
+            .unwrap_or_default();
         kvs.iter()
             .map(|kv| {
                 let mut object = self.decode(kv.key(), kv.value())?;
@@ -835,25 +947,46 @@ impl EtcdStore {
             }
         }
         let mut cmps = Vec::new();
-        let mut ops = Vec::new();
+        let mut ops = Ops::default();
         for w in writes {
             self.plan_write(w, &mut cmps, &mut ops).await?;
         }
-        let resp = self
-            .client
-            .kv_client()
-            .txn(Txn::new().when(cmps).and_then(ops))
-            .await
-            .map_err(request)?;
-        if resp.succeeded() {
-            Ok(Revision(
-                resp.header().map(|h| h.revision()).unwrap_or(0).to_string(),
-            ))
-        } else {
-            Err(self.explain(&others, &creates).await)
+        let count = || Some(GetOptions::new().with_count_only());
+        let on_failure = creates
+            .iter()
+            .chain(&others)
+            .map(|k| TxnOp::get(self.object_key(k), count()))
+            .collect();
+        let alone = ops.alone || ops.ops.len() > ALONE_OPS || cmps.len() > ALONE_OPS;
+        let q = CommitQ {
+            cmps,
+            ops: ops.ops,
+            on_failure,
+            writes: ops.writes,
+            bytes: ops.bytes,
+            alone,
+        };
+        let client = &self.client;
+        let answer = self
+            .commits
+            .submit(q, |b| batch::flush_commits(client, b))
+            .await;
+        match answer {
+            Some(CommitA::Applied(rev)) => Ok(Revision(rev.to_string())),
+            Some(CommitA::Failed(counts)) => Err(self.explain(&others, &creates, &counts)),
+            Some(CommitA::Overlap) => Err(self.conflict_on(&others, &creates)),
+            Some(CommitA::Error(e)) => Err(e),
+            None => Err(spiderpool_core::Error::Unavailable {
+                reason: "etcd commit cancelled, outcome unknown".into(),
+            }),
         }
     }
 }
+
+/// Transactions with more operations or compares than this are sent on their own (etcd's
+/// `--max-txn-ops` limit applies to each nested transaction, but a big one would make the
+/// whole batch fail with it).
+const ALONE_OPS: usize = 48;
 
 fn set_rv(o: &mut Object, rev: i64) {
     let meta = match o {

@@ -69,3 +69,82 @@ pub async fn concurrent_allocations<S: Store + 'static>(
     assert_eq!(all.len(), total, "duplicate addresses");
     elapsed
 }
+
+/// A single-member etcd for the store benchmarks, its data directory on tmpfs (`/dev/shm`)
+/// when there is one, so that the figures measure the store and not this machine's fsync (etcd
+/// 3.4 has no `--unsafe-no-fsync`). `SPIDERPOOL_BENCH_ETCD_DIR=<dir>` puts it elsewhere, e.g.
+/// on disk. Stopped and removed on drop (and by the watchdog when the process exits).
+pub struct BenchEtcd {
+    member: spiderpool_testkit::etcd::Member,
+    dir: std::path::PathBuf,
+}
+
+impl BenchEtcd {
+    /// Starts the member and waits until it takes writes.
+    pub fn start() -> BenchEtcd {
+        use spiderpool_testkit::etcd::{free_port, Member};
+        let parent = std::env::var_os("SPIDERPOOL_BENCH_ETCD_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                let shm = std::path::Path::new("/dev/shm");
+                if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                }
+            });
+        let dir = parent.join(format!("spiderpool-bench-etcd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("bench-{}", std::process::id());
+        let peer = free_port();
+        let mut member = Member {
+            cluster: format!("{name}=http://127.0.0.1:{peer}"),
+            name,
+            client: free_port(),
+            peer,
+            dir: dir.join("member"),
+            child: None,
+        };
+        member.start("new");
+        let start = Instant::now();
+        loop {
+            let ok = std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &member.endpoint(),
+                    "--command-timeout=1s",
+                    "put",
+                    "/health",
+                    "ok",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd did not become healthy (is etcd-server installed?)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("etcd for the benchmarks: data in {}", dir.display());
+        BenchEtcd { member, dir }
+    }
+
+    /// The client endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        vec![self.member.endpoint()]
+    }
+}
+
+impl Drop for BenchEtcd {
+    fn drop(&mut self) {
+        self.member.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
