@@ -17,24 +17,34 @@
 //! first (they name the pod uid, so a retry finds and reuses them, and GC can free them), the
 //! SpiderEndpoint last.
 
+mod index;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use index::Pending;
+pub use index::{Change, Held, Parked, PoolIndex, PoolIndexes};
 
 use crate::annotations::{
     PodAnnotations, ANNO_ENDPOINT_CONTAINER_ID, ANNO_ENDPOINT_NETWORK, DEFAULT_INTERFACE,
 };
 use crate::ip::{IpFamily, IpSet};
 use crate::model::{
-    AddressSpec, IPAllocationDetail, Object, ObjectMeta, OwnerReference, PoolIPAllocation,
-    PoolIPAllocations, Route, SpiderEndpoint, SpiderIPPool, SpiderReservedIP, FINALIZER,
+    IPAllocationDetail, Object, ObjectMeta, OwnerReference, PoolIPAllocation, Route,
+    SpiderEndpoint, SpiderIPPool, SpiderReservedIP, FINALIZER,
 };
 use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
-use crate::select::{candidates, Rejection};
+use crate::select::{candidates_in, PoolCatalog, Rejection};
 use crate::store::{Key, Revision, Write};
 use crate::Error;
 
 /// The objects a decision reads: every pool (selection looks at defaults, wildcards and auto
 /// pools), every reserved IP, and the pod's SpiderEndpoint if it exists.
+///
+/// The snapshot builds, on first use, a [`PoolCatalog`] of its pools (by name, defaults per
+/// family) so that a decision looks up only the pools it names. After changing `pools`, call
+/// [`Snapshot::pools_changed`].
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Every SpiderIPPool with its revision.
@@ -43,6 +53,35 @@ pub struct Snapshot {
     pub reserved: Vec<SpiderReservedIP>,
     /// The pod's SpiderEndpoint, if any, with its revision.
     pub endpoint: Option<(SpiderEndpoint, Revision)>,
+    catalog: OnceLock<PoolCatalog>,
+}
+
+impl Snapshot {
+    /// The catalog of `pools`, built on first use. Users of it check that it still covers
+    /// `pools` ([`PoolCatalog::covers`]) and verify names, so a forgotten
+    /// [`Snapshot::pools_changed`] after adding or removing pools costs a rebuild, not a wrong
+    /// answer.
+    pub fn catalog(&self) -> &PoolCatalog {
+        self.catalog
+            .get_or_init(|| PoolCatalog::new(&self.pools[..]))
+    }
+
+    /// Forgets the catalog after `pools` changed.
+    pub fn pools_changed(&mut self) {
+        self.catalog = OnceLock::new();
+    }
+
+    /// The pool named `name`, with its revision.
+    pub fn pool(&self, name: &str) -> Option<&(SpiderIPPool, Revision)> {
+        match self
+            .catalog()
+            .position(name)
+            .and_then(|i| self.pools.get(i))
+        {
+            Some(found) if found.0.metadata.name == name => Some(found),
+            _ => self.pools.iter().find(|(p, _)| p.metadata.name == name),
+        }
+    }
 }
 
 /// A decision: writes to apply in order, and what the caller gets.
@@ -84,46 +123,32 @@ fn is_stateful(owner: Option<&crate::request::Owner>, cfg: &IpamConfig) -> bool 
     })
 }
 
-/// A pool being worked on during planning.
-struct PoolWork {
-    pool: SpiderIPPool,
+/// A pool being worked on during planning: its index, checked out of the cache, and the
+/// changes the plan made to it.
+struct PoolWork<'a> {
+    pool: &'a SpiderIPPool,
     revision: Revision,
-    family: IpFamily,
-    prefix: u8,
-    usable: IpSet,
-    allocated: IpSet,
-    records: PoolIPAllocations,
-    dirty: bool,
+    p: Pending,
 }
 
-impl PoolWork {
-    fn load(pool: &SpiderIPPool, revision: &Revision) -> Result<Self, Error> {
-        let family = pool.spec.family()?;
-        let net = pool.spec.subnet_net()?;
-        Ok(PoolWork {
-            usable: pool.spec.total_ips()?,
-            allocated: pool.allocated_set()?,
-            records: pool.allocations()?,
-            pool: pool.clone(),
-            revision: revision.clone(),
-            family,
-            prefix: net.prefix_len(),
-            dirty: false,
-        })
+impl PoolWork<'_> {
+    fn index(&self) -> &PoolIndex {
+        &self.p.index
+    }
+
+    fn dirty(&self) -> bool {
+        !self.p.journal.is_empty()
     }
 
     fn insert(&mut self, ip: IpAddr, record: PoolIPAllocation) {
-        self.allocated.insert(ip);
-        self.records.insert(ip.to_string(), record);
-        self.dirty = true;
+        let old = self.p.index.set(ip, Some(Held::new(Arc::new(record))));
+        self.p.journal.push((ip, old));
     }
 
+    /// Frees the record whose key is exactly `ip`.
     fn remove(&mut self, ip: &str) {
-        if self.records.remove(ip).is_some() {
-            if let Ok(addr) = ip.parse() {
-                self.allocated.remove(addr);
-            }
-            self.dirty = true;
+        if let Some((addr, _)) = self.p.index.get_key(ip) {
+            self.p.index.release(addr, &mut self.p.journal);
         }
     }
 }
@@ -135,15 +160,17 @@ type Taken = (IpAddr, u8, Option<String>);
 struct Planner<'a> {
     snap: &'a Snapshot,
     cfg: &'a IpamConfig,
-    work: BTreeMap<String, PoolWork>,
+    cache: &'a mut PoolIndexes,
+    work: BTreeMap<String, PoolWork<'a>>,
     reserved: [IpSet; 2],
 }
 
 impl<'a> Planner<'a> {
-    fn new(snap: &'a Snapshot, cfg: &'a IpamConfig) -> Self {
+    fn new(snap: &'a Snapshot, cfg: &'a IpamConfig, cache: &'a mut PoolIndexes) -> Self {
         Planner {
             snap,
             cfg,
+            cache,
             work: BTreeMap::new(),
             reserved: [
                 SpiderReservedIP::reserved_set(&snap.reserved, IpFamily::V4),
@@ -152,18 +179,21 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn pool(&mut self, name: &str) -> Result<Option<&mut PoolWork>, Error> {
+    fn pool(&mut self, name: &str) -> Result<Option<&mut PoolWork<'a>>, Error> {
         if !self.work.contains_key(name) {
-            let Some((pool, rev)) = self
-                .snap
-                .pools
-                .iter()
-                .find(|(p, _)| p.metadata.name == name)
-            else {
+            let snap: &'a Snapshot = self.snap;
+            let Some((pool, rev)) = snap.pool(name) else {
                 return Ok(None);
             };
-            self.work
-                .insert(name.to_string(), PoolWork::load(pool, rev)?);
+            let p = self.cache.checkout(pool)?;
+            self.work.insert(
+                name.to_string(),
+                PoolWork {
+                    pool,
+                    revision: rev.clone(),
+                    p,
+                },
+            );
         }
         Ok(self.work.get_mut(name))
     }
@@ -186,64 +216,40 @@ impl<'a> Planner<'a> {
         reuse_by_name: bool,
     ) -> Result<Result<Taken, Rejection>, Error> {
         let max = self.cfg.max_records_per_pool;
-        let family;
-        {
-            let Some(w) = self.pool(pool_name)? else {
-                return Ok(Err(Rejection::Corrupt {
-                    reason: "not found".into(),
-                }));
-            };
-            family = w.family;
-            let mine = w.records.iter().find(|(_, r)| {
-                let same_nic = r.interface.as_deref().is_none_or(|i| i == nic);
-                same_nic && (r.pod_uid == uid || (reuse_by_name && r.pod == record_pod))
-            });
-            if let Some((ip, rec)) = mine {
-                let (ip, rec) = (ip.clone(), rec.clone());
-                let addr: IpAddr = ip.parse().map_err(|_| Error::CorruptStatus {
-                    kind: SpiderIPPool::KIND.into(),
-                    name: pool_name.into(),
-                    field: "status.allocatedIPs".into(),
-                    reason: format!("record key {ip:?} is not an IP address"),
-                })?;
-                if rec.pod_uid != uid || rec.interface.is_none() {
-                    w.insert(addr, record(record_pod, uid, nic));
-                }
-                return Ok(Ok((addr, w.prefix, w.pool.spec.gateway.clone())));
-            }
-            if let Some(max) = max {
-                if w.records.len() >= max {
-                    return Ok(Err(Rejection::TooManyRecords { max }));
-                }
-            }
+        if self.pool(pool_name)?.is_none() {
+            return Ok(Err(Rejection::Corrupt {
+                reason: "not found".into(),
+            }));
         }
-        let reserved = self.reserved(family).clone();
-        let Some(w) = self.pool(pool_name)? else {
+        let Planner { work, reserved, .. } = self;
+        let Some(w) = work.get_mut(pool_name) else {
             return Ok(Err(Rejection::Corrupt {
                 reason: "not found".into(),
             }));
         };
-        let Some(start) = w.usable.first() else {
-            return Ok(Err(Rejection::Exhausted { total: "0".into() }));
-        };
-        match w.usable.first_free(&[&w.allocated, &reserved], start) {
-            Some(ip) => {
-                w.insert(ip, record(record_pod, uid, nic));
-                Ok(Ok((ip, w.prefix, w.pool.spec.gateway.clone())))
+        let prefix = w.index().prefix();
+        let gateway = w.pool.spec.gateway.clone();
+        let by_name = reuse_by_name.then_some(record_pod);
+        if let Some((addr, held)) = w.index().find_held(uid, by_name, nic) {
+            if held.record.pod_uid != uid || held.record.interface.is_none() {
+                w.insert(addr, record(record_pod, uid, nic));
             }
-            None => {
-                let unallocated = w.usable.difference(&w.allocated);
-                if unallocated.is_empty() {
-                    Ok(Err(Rejection::Exhausted {
-                        total: w.usable.len().to_string(),
-                    }))
-                } else {
-                    Ok(Err(Rejection::AllFreeReserved {
-                        reserved: unallocated.len().to_string(),
-                    }))
-                }
+            return Ok(Ok((addr, prefix, gateway)));
+        }
+        if let Some(max) = max {
+            if w.index().len() >= max {
+                return Ok(Err(Rejection::TooManyRecords { max }));
             }
         }
+        let reserved = match w.index().family() {
+            IpFamily::V4 => &reserved[0],
+            IpFamily::V6 => &reserved[1],
+        };
+        let rec = Arc::new(record(record_pod, uid, nic));
+        Ok(w.p
+            .index
+            .allocate(rec, reserved, &mut w.p.journal)
+            .map(|ip| (ip, prefix, gateway)))
     }
 
     /// Drops the records of `uid` (and, for a stateful pod, of `record_pod`) for `ip` in
@@ -258,29 +264,90 @@ impl<'a> Planner<'a> {
         let Some(w) = self.pool(pool_name)? else {
             return Ok(false);
         };
-        let matches = w
-            .records
-            .get(ip)
-            .is_some_and(|r| r.pod_uid == uid || record_pod.is_some_and(|p| r.pod == p));
+        let matches = w.index().get_key(ip).is_some_and(|(_, h)| {
+            h.record.pod_uid == uid || record_pod.is_some_and(|p| h.record.pod == p)
+        });
         if matches {
             w.remove(ip);
         }
         Ok(matches)
     }
 
-    /// The pool writes, in pool-name order.
-    fn pool_writes(self) -> Vec<Write> {
-        self.work
-            .into_values()
-            .filter(|w| w.dirty)
-            .map(|mut w| {
-                w.pool.set_allocations(&w.records);
-                Write::Update {
-                    object: Object::IpPool(w.pool),
-                    expected: w.revision,
+    /// The keys of the records of pod uid `uid` and pod `record_pod` in `pool`, in key order,
+    /// without decoding pools that cannot hold one: a pool whose `status.allocatedIPs` text
+    /// does not contain the uid is skipped. `None` when the pool's records cannot be read
+    /// (such pools are skipped, as before the index existed).
+    fn records_of(
+        &mut self,
+        pool: &SpiderIPPool,
+        uid: &str,
+        record_pod: &str,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let name = pool.metadata.name.as_str();
+        let plain = !uid.chars().any(|c| c == '"' || c == '\\' || c.is_control());
+        let may_hold = self.work.contains_key(name)
+            || self.cache.peek(pool).is_some()
+            || !plain
+            || pool
+                .status
+                .allocated_ips
+                .as_deref()
+                .is_some_and(|t| t.contains(uid));
+        if !may_hold {
+            return Ok(Some(Vec::new()));
+        }
+        let w = match self.pool(name) {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(Some(Vec::new())),
+            Err(e) => {
+                return if pool.allocations().is_err() {
+                    Ok(None)
+                } else {
+                    Err(e)
                 }
-            })
-            .collect()
+            }
+        };
+        let index = w.index();
+        let mut keys: Vec<String> = index
+            .held_by_uid(uid)
+            .iter()
+            .filter(|a| index.get(**a).is_some_and(|h| h.record.pod == record_pod))
+            .map(|a| index.key_of(*a))
+            .collect();
+        keys.sort();
+        Ok(Some(keys))
+    }
+
+    /// The pool writes, in pool-name order.
+    fn pool_writes(&mut self) -> Vec<Write> {
+        let mut out = Vec::new();
+        for w in self.work.values_mut() {
+            if !w.dirty() {
+                continue;
+            }
+            let mut pool = w.pool.clone();
+            let status = w.p.index.encode();
+            pool.status.allocated_ips = status.clone();
+            pool.status.allocated_ip_count =
+                Some(i64::try_from(w.p.index.len()).unwrap_or(i64::MAX));
+            w.p.written = Some(status);
+            out.push(Write::Update {
+                object: Object::IpPool(pool),
+                expected: w.revision.clone(),
+            });
+        }
+        out
+    }
+
+    /// Ends the plan: with `Some(plan)` the indexes wait in the cache for
+    /// [`PoolIndexes::settle`]; on an error they go back unchanged.
+    fn finish(self, plan: Result<Plan, Error>) -> Result<Plan, Error> {
+        let pending: Vec<Pending> = self.work.into_values().map(|w| w.p).collect();
+        match &plan {
+            Ok(_) => self.cache.park(pending),
+            Err(_) => self.cache.check_in(pending, false),
+        }
+        plan
     }
 }
 
@@ -314,14 +381,36 @@ pub fn plan_allocate(
     snap: &Snapshot,
     cfg: &IpamConfig,
 ) -> Result<Plan, Error> {
+    plan_allocate_cached(req, snap, cfg, &mut PoolIndexes::new(0))
+}
+
+/// [`plan_allocate`] reading pool indexes from `cache` (decoding only pools it does not hold
+/// as of the snapshot's content). The indexes the plan changed wait in the cache until the
+/// caller says whether the plan was committed: [`PoolIndexes::settle`].
+pub fn plan_allocate_cached(
+    req: &AllocateRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+    cache: &mut PoolIndexes,
+) -> Result<Plan, Error> {
+    let mut planner = Planner::new(snap, cfg, cache);
+    let plan = allocate_with(&mut planner, req, snap, cfg);
+    planner.finish(plan)
+}
+
+fn allocate_with<'a>(
+    planner: &mut Planner<'a>,
+    req: &AllocateRequest,
+    snap: &'a Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
     let owner = req.owner.as_ref();
     let ep_name = endpoint_name(&req.pod.name, owner, cfg);
     let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
     let stateful = is_stateful(owner, cfg);
     let uid = req.pod.uid.as_str();
-    let mut planner = Planner::new(snap, cfg);
-
-    let pools: Vec<&SpiderIPPool> = snap.pools.iter().map(|(p, _)| p).collect();
+    let pools = &snap.pools[..];
+    let catalog = snap.catalog();
     let mut kept: Vec<IPAllocationDetail> = Vec::new();
     let mut endpoint_changed = false;
     if let Some((ep, _)) = &snap.endpoint {
@@ -329,7 +418,7 @@ pub fn plan_allocate(
         if stateful {
             // Drop NICs whose recorded pools are no longer candidates for the NIC being
             // configured; keep the rest, following the new uid.
-            let current = candidates(req, &pools, cfg)?;
+            let current = candidates_in(req, pools, catalog, cfg)?;
             let wanted: Vec<&str> = current
                 .iter()
                 .filter(|n| n.nic == req.ifname)
@@ -360,7 +449,8 @@ pub fn plan_allocate(
                         .parse::<IpAddr>()
                         .is_ok_and(|a| planner.reserved(family).contains(a));
                     if let Some(w) = planner.pool(&pool)? {
-                        if let Some(r) = w.records.get(&ip) {
+                        let held = w.index().get_key(&ip).map(|(_, h)| h.record.clone());
+                        if let Some(r) = held {
                             if r.pod != record_pod {
                                 return Err(Error::CorruptStatus {
                                     kind: SpiderIPPool::KIND.into(),
@@ -385,7 +475,11 @@ pub fn plan_allocate(
                         } else if let Ok(addr) = ip.parse::<IpAddr>() {
                             // The record was lost (e.g. freed by hand): take it back if it
                             // is still free, usable and not reserved; otherwise give it up.
-                            if !w.allocated.contains(addr) && w.usable.contains(addr) && !reserved {
+                            let index = w.index();
+                            if !index.allocated().contains(addr)
+                                && index.usable().contains(addr)
+                                && !reserved
+                            {
                                 w.insert(addr, record(&record_pod, uid, &d.nic));
                             } else {
                                 gone = true;
@@ -427,7 +521,7 @@ pub fn plan_allocate(
     if has_nic(&req.ifname, &kept)
         && !endpoint_changed
         && !attachment_changed
-        && planner.work.values().all(|w| !w.dirty)
+        && planner.work.values().all(|w| !w.dirty())
     {
         return Ok(Plan {
             writes: Vec::new(),
@@ -438,7 +532,7 @@ pub fn plan_allocate(
     let mut fresh: Vec<IPAllocationDetail> = Vec::new();
     if !has_nic(&req.ifname, &kept) {
         let annotations = PodAnnotations::parse(&req.pod_annotations)?;
-        for nic in candidates(req, &pools, cfg)? {
+        for nic in candidates_in(req, pools, catalog, cfg)? {
             if has_nic(&nic.nic, &kept) {
                 continue;
             }
@@ -477,7 +571,7 @@ pub fn plan_allocate(
                 let routes = planner
                     .work
                     .get(&pool)
-                    .map(|w| w.pool.spec.routes().to_vec())
+                    .map(|w| crate::model::AddressSpec::routes(&w.pool.spec).to_vec())
                     .unwrap_or_default();
                 detail.routes.extend(routes);
                 let address = Some(format!("{ip}/{prefix}"));
@@ -581,6 +675,27 @@ pub fn plan_release(
     snap: &Snapshot,
     cfg: &IpamConfig,
 ) -> Result<Plan, Error> {
+    plan_release_cached(req, snap, cfg, &mut PoolIndexes::new(0))
+}
+
+/// [`plan_release`] with pool indexes from `cache`; see [`plan_allocate_cached`].
+pub fn plan_release_cached(
+    req: &ReleaseRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+    cache: &mut PoolIndexes,
+) -> Result<Plan, Error> {
+    let mut planner = Planner::new(snap, cfg, cache);
+    let plan = release_with(&mut planner, req, snap, cfg);
+    planner.finish(plan)
+}
+
+fn release_with<'a>(
+    planner: &mut Planner<'a>,
+    req: &ReleaseRequest,
+    snap: &'a Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
     let unchanged = Ok(Plan {
         writes: Vec::new(),
         outcome: Outcome::Unchanged,
@@ -599,7 +714,6 @@ pub fn plan_release(
     }
     let ep_name = endpoint_name(&req.pod.name, owner, cfg);
     let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
-    let mut planner = Planner::new(snap, cfg);
     let mut released = Vec::new();
     let mut delete_endpoint = None;
     if let Some((ep, rev)) = &snap.endpoint {
@@ -624,13 +738,8 @@ pub fn plan_release(
     // endpoint write) are freed too.
     for (pool, _) in &snap.pools {
         let name = pool.metadata.name.clone();
-        let stray: Vec<String> = match pool.allocations() {
-            Ok(records) => records
-                .iter()
-                .filter(|(_, r)| r.pod_uid == uid && r.pod == record_pod)
-                .map(|(ip, _)| ip.clone())
-                .collect(),
-            Err(_) => continue,
+        let Some(stray) = planner.records_of(pool, uid, &record_pod)? else {
+            continue;
         };
         for ip in stray {
             if planner.free(&name, &ip, uid, None)? {
@@ -698,10 +807,31 @@ pub fn plan_cleanup_after_failure(
     snap: &Snapshot,
     cfg: &IpamConfig,
 ) -> Result<Plan, Error> {
+    plan_cleanup_after_failure_cached(req, snap, cfg, &mut PoolIndexes::new(0))
+}
+
+/// [`plan_cleanup_after_failure`] with pool indexes from `cache`; see
+/// [`plan_allocate_cached`].
+pub fn plan_cleanup_after_failure_cached(
+    req: &AllocateRequest,
+    snap: &Snapshot,
+    cfg: &IpamConfig,
+    cache: &mut PoolIndexes,
+) -> Result<Plan, Error> {
+    let mut planner = Planner::new(snap, cfg, cache);
+    let plan = cleanup_with(&mut planner, req, snap, cfg);
+    planner.finish(plan)
+}
+
+fn cleanup_with<'a>(
+    planner: &mut Planner<'a>,
+    req: &AllocateRequest,
+    snap: &'a Snapshot,
+    cfg: &IpamConfig,
+) -> Result<Plan, Error> {
     let uid = req.pod.uid.as_str();
     let ep_name = endpoint_name(&req.pod.name, req.owner.as_ref(), cfg);
     let record_pod = format!("{}/{}", req.pod.namespace, ep_name);
-    let mut planner = Planner::new(snap, cfg);
     let mut released = Vec::new();
     let mut delete_endpoint = None;
     let mut listed: Vec<(String, String)> = Vec::new();
@@ -725,16 +855,12 @@ pub fn plan_cleanup_after_failure(
     }
     for (pool, _) in &snap.pools {
         let name = &pool.metadata.name;
-        let Ok(records) = pool.allocations() else {
+        let Some(records) = planner.records_of(pool, uid, &record_pod)? else {
             continue;
         };
-        for (ip, r) in &records {
+        for ip in &records {
             let unlisted = !listed.contains(&(name.clone(), ip.clone()));
-            if r.pod_uid == uid
-                && r.pod == record_pod
-                && unlisted
-                && planner.free(name, ip, uid, None)?
-            {
+            if unlisted && planner.free(name, ip, uid, None)? {
                 released.push((ip.clone(), name.clone()));
             }
         }

@@ -18,10 +18,13 @@
 //!   are guarded by revisions anyway. Any other retryable error, and every
 //!   [`FULL_READ_EVERY`]th retry, reads everything again.
 
+use std::sync::{Mutex, MutexGuard};
+
 use async_trait::async_trait;
 
 use crate::allocate::{
-    endpoint_name, plan_allocate, plan_cleanup_after_failure, plan_release, Outcome, Plan, Snapshot,
+    endpoint_name, plan_allocate_cached, plan_cleanup_after_failure_cached, plan_release_cached,
+    Outcome, Plan, PoolIndexes, Snapshot,
 };
 use crate::model::{IPAllocationDetail, Object, SpiderIPPool, SpiderReservedIP};
 use crate::request::{AllocateRequest, IpamConfig, ReleaseRequest};
@@ -50,11 +53,17 @@ impl Pause for NoPause {
 }
 
 /// The IPAM engine over a store.
+///
+/// It keeps the decoded allocation state of the pools it worked on ([`PoolIndexes`], at most
+/// [`PoolIndexes::DEFAULT_CAPACITY`] pools; see [`Ipam::with_index_cache`]), so that a
+/// long-lived engine decodes a pool's `status.allocatedIPs` again only when another writer
+/// changed it.
 pub struct Ipam<S: Store> {
     store: S,
     cfg: IpamConfig,
     retries: u32,
     pause: Box<dyn Pause>,
+    indexes: Mutex<PoolIndexes>,
 }
 
 impl<S: Store> Ipam<S> {
@@ -65,7 +74,27 @@ impl<S: Store> Ipam<S> {
             cfg: IpamConfig::default(),
             retries: 16,
             pause: Box::new(NoPause),
+            indexes: Mutex::new(PoolIndexes::default()),
         }
+    }
+
+    /// Keeps the decoded state of at most `pools` pools across calls (0: decode every pool
+    /// a decision touches, every time).
+    pub fn with_index_cache(mut self, pools: usize) -> Self {
+        self.indexes = Mutex::new(PoolIndexes::new(pools));
+        self
+    }
+
+    /// How many times a pool's records were decoded (cache misses) so far.
+    pub fn decoded_pools(&self) -> u64 {
+        self.lock_indexes().decoded()
+    }
+
+    fn lock_indexes(&self) -> MutexGuard<'_, PoolIndexes> {
+        // A panic while planning leaves at worst a cache entry missing: still usable.
+        self.indexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sets the configuration.
@@ -141,6 +170,7 @@ impl<S: Store> Ipam<S> {
                         return Ok(None);
                     };
                     *slot = (p, fresh.revision);
+                    snap.pools_changed();
                 }
                 // The only endpoint a plan writes is the snapshot's.
                 Object::Endpoint(e) => {
@@ -157,8 +187,8 @@ impl<S: Store> Ipam<S> {
     pub async fn allocate(&self, req: &AllocateRequest) -> Result<Vec<IPAllocationDetail>, Error> {
         let ep = endpoint_name(&req.pod.name, req.owner.as_ref(), &self.cfg);
         let result = self
-            .run(&req.pod.namespace, &ep, |snap| {
-                plan_allocate(req, snap, &self.cfg)
+            .run(&req.pod.namespace, &ep, |snap, cache| {
+                plan_allocate_cached(req, snap, &self.cfg, cache)
             })
             .await;
         match result {
@@ -171,8 +201,8 @@ impl<S: Store> Ipam<S> {
                 // Best effort: the allocation error is what the caller needs to see, and GC
                 // frees anything a failure here leaves.
                 let _ = self
-                    .run(&req.pod.namespace, &ep, |snap| {
-                        plan_cleanup_after_failure(req, snap, &self.cfg)
+                    .run(&req.pod.namespace, &ep, |snap, cache| {
+                        plan_cleanup_after_failure_cached(req, snap, &self.cfg, cache)
                     })
                     .await;
                 Err(e)
@@ -184,8 +214,8 @@ impl<S: Store> Ipam<S> {
     /// wanted). Unknown pods and repeated releases succeed and change nothing.
     pub async fn release(&self, req: &ReleaseRequest) -> Result<Outcome, Error> {
         let ep = endpoint_name(&req.pod.name, req.owner.as_ref(), &self.cfg);
-        self.run(&req.pod.namespace, &ep, |snap| {
-            plan_release(req, snap, &self.cfg)
+        self.run(&req.pod.namespace, &ep, |snap, cache| {
+            plan_release_cached(req, snap, &self.cfg, cache)
         })
         .await
     }
@@ -195,7 +225,7 @@ impl<S: Store> Ipam<S> {
         &self,
         namespace: &str,
         endpoint: &str,
-        plan: impl Fn(&Snapshot) -> Result<Plan, Error> + Send + Sync,
+        plan: impl Fn(&Snapshot, &mut PoolIndexes) -> Result<Plan, Error> + Send + Sync,
     ) -> Result<Outcome, Error> {
         let mut attempt = 0;
         // What the last conflict left worth keeping: the snapshot, patched with what changed.
@@ -210,12 +240,23 @@ impl<S: Store> Ipam<S> {
                 None => self.snapshot(namespace, endpoint).await,
             };
             let mut written: Vec<Key> = Vec::new();
-            let result = match snap.and_then(|s| plan(&s).map(|p| (s, p))) {
-                Ok((_, plan)) if plan.writes.is_empty() => return Ok(plan.outcome),
-                Ok((snap, plan)) => {
+            let planned = snap.and_then(|s| {
+                let mut cache = self.lock_indexes();
+                let plan = plan(&s, &mut cache);
+                let parked = cache.take_parked();
+                plan.map(|p| (s, p, parked))
+            });
+            let result = match planned {
+                Ok((_, plan, parked)) if plan.writes.is_empty() => {
+                    self.lock_indexes().settle_parked(parked, true);
+                    return Ok(plan.outcome);
+                }
+                Ok((snap, plan, parked)) => {
                     written = plan.writes.iter().map(Write::key).collect();
                     kept = Some(snap);
-                    self.store.commit(plan.writes).await.map(|()| plan.outcome)
+                    let result = self.store.commit(plan.writes).await.map(|()| plan.outcome);
+                    self.lock_indexes().settle_parked(parked, result.is_ok());
+                    result
                 }
                 Err(e) => Err(e),
             };

@@ -13,7 +13,7 @@
 //! in order (terminating, disabled, family, node, namespace, pod affinity, Multus), and the
 //! survivors are sorted by how specific their affinities are, ties keeping the order written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde_json::Value;
@@ -28,6 +28,7 @@ use crate::annotations::{
 use crate::ip::IpFamily;
 use crate::model::{AddressSpec, SpiderIPPool};
 use crate::request::{AllocateRequest, IpamConfig};
+use crate::store::Revision;
 use crate::validate::is_auto_created;
 use crate::Error;
 
@@ -174,6 +175,97 @@ pub struct NicCandidates {
     pub families: Vec<FamilyCandidates>,
 }
 
+/// A list of pools selection reads: a slice of pools, or of pools with revisions (a
+/// snapshot's).
+pub trait PoolList {
+    /// Number of pools.
+    fn count(&self) -> usize;
+    /// The pool at position `i` (`i < count()`).
+    fn at(&self, i: usize) -> &SpiderIPPool;
+}
+
+impl PoolList for [&SpiderIPPool] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> &SpiderIPPool {
+        self[i]
+    }
+}
+
+impl PoolList for [(SpiderIPPool, Revision)] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> &SpiderIPPool {
+        &self[i].0
+    }
+}
+
+fn iter_pools<L: PoolList + ?Sized>(pools: &L) -> impl Iterator<Item = &SpiderIPPool> {
+    (0..pools.count()).map(move |i| pools.at(i))
+}
+
+/// What selection looks pools up by, built once per list of pools (O(pools)) so that a
+/// selection touches only the pools it names: positions by name, the cluster default pools
+/// per family in list order, and the pools of each application uid (auto-pool label).
+#[derive(Debug, Clone, Default)]
+pub struct PoolCatalog {
+    count: usize,
+    by_name: HashMap<String, usize>,
+    defaults: [Vec<usize>; 2],
+    by_app: HashMap<String, Vec<usize>>,
+}
+
+impl PoolCatalog {
+    /// The catalog of `pools`.
+    pub fn new<L: PoolList + ?Sized>(pools: &L) -> Self {
+        let mut c = PoolCatalog {
+            count: pools.count(),
+            by_name: HashMap::with_capacity(pools.count()),
+            ..PoolCatalog::default()
+        };
+        for (i, p) in iter_pools(pools).enumerate() {
+            // The first pool of a name wins, as a linear search would find it.
+            c.by_name.entry(p.metadata.name.clone()).or_insert(i);
+            if p.is_default() {
+                match p.spec.family() {
+                    Ok(IpFamily::V4) => c.defaults[0].push(i),
+                    Ok(IpFamily::V6) => c.defaults[1].push(i),
+                    Err(_) => {}
+                }
+            }
+            if let Some(uid) = p.metadata.labels.get(LABEL_OWNER_APPLICATION_UID) {
+                c.by_app.entry(uid.clone()).or_default().push(i);
+            }
+        }
+        c
+    }
+
+    /// Whether the catalog was built for a list of `count` pools.
+    pub fn covers(&self, count: usize) -> bool {
+        self.count == count
+    }
+
+    /// The position of the pool named `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The positions of the cluster default pools of `family`, in list order.
+    pub fn defaults(&self, family: IpFamily) -> &[usize] {
+        match family {
+            IpFamily::V4 => &self.defaults[0],
+            IpFamily::V6 => &self.defaults[1],
+        }
+    }
+
+    /// The positions of the pools labelled with application uid `uid`.
+    pub fn of_application(&self, uid: &str) -> &[usize] {
+        self.by_app.get(uid).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The candidates of every NIC the request allocates: the `ippools` annotation allocates all
 /// its NICs at once; every other source serves the NIC being configured.
 pub fn candidates(
@@ -181,12 +273,27 @@ pub fn candidates(
     pools: &[&SpiderIPPool],
     cfg: &IpamConfig,
 ) -> Result<Vec<NicCandidates>, Error> {
+    candidates_in(req, pools, &PoolCatalog::new(pools), cfg)
+}
+
+/// [`candidates`] with a catalog built beforehand (for example once per snapshot): the work is
+/// that of the pools the request names (or of the default pools), not of every pool.
+/// `catalog` must be [`PoolCatalog::new`] of `pools`.
+pub fn candidates_in<L: PoolList + ?Sized>(
+    req: &AllocateRequest,
+    pools: &L,
+    catalog: &PoolCatalog,
+    cfg: &IpamConfig,
+) -> Result<Vec<NicCandidates>, Error> {
+    if !catalog.covers(pools.count()) {
+        return candidates_in(req, pools, &PoolCatalog::new(pools), cfg);
+    }
     let annotations = PodAnnotations::parse(&req.pod_annotations)?;
-    let by_name: BTreeMap<&str, &SpiderIPPool> = pools
-        .iter()
-        .map(|p| (p.metadata.name.as_str(), *p))
-        .collect();
-    let mut nics = choose_source(req, &annotations, pools, cfg)?;
+    let by_name = |name: &str| -> Option<&SpiderIPPool> {
+        let p = pools.at(catalog.position(name)?);
+        (p.metadata.name == name).then_some(p)
+    };
+    let mut nics = choose_source(req, &annotations, pools, catalog, cfg)?;
     for (_, _, choice, _) in &mut nics {
         if !cfg.enable_ipv4 {
             choice.ipv4.clear();
@@ -215,7 +322,7 @@ pub fn candidates(
                         reason: format!("duplicate IPPool {name} specified for NIC {nic}"),
                     });
                 }
-                let Some(pool) = by_name.get(name.as_str()) else {
+                let Some(pool) = by_name(name.as_str()) else {
                     return Err(Error::UnknownPool {
                         pool: name.clone(),
                         nic: nic.clone(),
@@ -223,7 +330,7 @@ pub fn candidates(
                     });
                 };
                 match filter(pool, family, &nic, req, cfg) {
-                    None => eligible.push(*pool),
+                    None => eligible.push(pool),
                     Some(why) => rejected.push((name.clone(), why)),
                 }
             }
@@ -246,10 +353,11 @@ pub fn candidates(
 
 type NicChoice = (String, bool, PoolChoice, Source);
 
-fn choose_source(
+fn choose_source<L: PoolList + ?Sized>(
     req: &AllocateRequest,
     annotations: &PodAnnotations,
-    pools: &[&SpiderIPPool],
+    pools: &L,
+    catalog: &PoolCatalog,
     cfg: &IpamConfig,
 ) -> Result<Vec<NicChoice>, Error> {
     let ifname = req.ifname.as_str();
@@ -266,7 +374,7 @@ fn choose_source(
                 ),
             });
         }
-        return auto_pools(req, annotations, pools)
+        return auto_pools(req, annotations, pools, catalog)
             .map(|c| vec![(ifname.to_string(), clean, c, Source::SubnetAnnotation)]);
     }
     if annotations.ippools.is_some() {
@@ -318,14 +426,17 @@ fn choose_source(
     if !netconf.is_empty() {
         return Ok(vec![(ifname.to_string(), clean, netconf, Source::Netconf)]);
     }
-    let mut defaults = PoolChoice::default();
-    for p in pools.iter().filter(|p| p.is_default()) {
-        match p.spec.family() {
-            Ok(IpFamily::V4) => defaults.ipv4.push(p.metadata.name.clone()),
-            Ok(IpFamily::V6) => defaults.ipv6.push(p.metadata.name.clone()),
-            Err(_) => {}
-        }
-    }
+    let names = |family| -> Vec<String> {
+        catalog
+            .defaults(family)
+            .iter()
+            .map(|&i| pools.at(i).metadata.name.clone())
+            .collect()
+    };
+    let defaults = PoolChoice {
+        ipv4: names(IpFamily::V4),
+        ipv6: names(IpFamily::V6),
+    };
     if defaults.is_empty() {
         return Err(Error::NoPoolSelected {
             pod: req.pod.namespaced_name(),
@@ -341,10 +452,11 @@ fn choose_source(
 }
 
 /// The application's auto-created pools for the NIC, found by their labels.
-fn auto_pools(
+fn auto_pools<L: PoolList + ?Sized>(
     req: &AllocateRequest,
     annotations: &PodAnnotations,
-    pools: &[&SpiderIPPool],
+    pools: &L,
+    catalog: &PoolCatalog,
 ) -> Result<PoolChoice, Error> {
     let Some(owner) = &req.owner else {
         return Err(Error::AutoPool {
@@ -365,8 +477,10 @@ fn auto_pools(
         let Some(subnet) = item.subnet(family) else {
             continue;
         };
-        let found: Vec<&&SpiderIPPool> = pools
+        let found: Vec<&SpiderIPPool> = catalog
+            .of_application(&owner.uid)
             .iter()
+            .map(|&i| pools.at(i))
             .filter(|p| {
                 let l = &p.metadata.labels;
                 l.get(LABEL_OWNER_APPLICATION_UID) == Some(&owner.uid)
@@ -413,7 +527,7 @@ fn auto_pools(
 
 /// Replaces shell patterns (`*`, `?`, `[…]`) by the names of the pools of that family that
 /// match, in pool order; literal names stay in place.
-fn expand_wildcards(choice: &mut PoolChoice, pools: &[&SpiderIPPool]) {
+fn expand_wildcards<L: PoolList + ?Sized>(choice: &mut PoolChoice, pools: &L) {
     for family in IpFamily::ALL {
         let names = match family {
             IpFamily::V4 => &mut choice.ipv4,
@@ -432,7 +546,7 @@ fn expand_wildcards(choice: &mut PoolChoice, pools: &[&SpiderIPPool]) {
                 out.push(name.clone());
                 continue;
             };
-            for p in pools {
+            for p in iter_pools(pools) {
                 if p.spec.family().ok() == Some(family) && pattern.matches(&p.metadata.name) {
                     out.push(p.metadata.name.clone());
                 }

@@ -278,9 +278,144 @@ impl IpSet {
     }
 
     /// The lowest address at or after `cursor` (`None` when there is none or `cursor` is of the
-    /// other family).
+    /// other family). Work: a lookup of the chunk and of the bitmap container, whatever the
+    /// size of the set.
     pub fn next_at_or_after(&self, cursor: IpAddr) -> Option<IpAddr> {
-        self.first_free(&[], cursor)
+        let start = self.offset_at_or_after(cursor)?;
+        let mut k = start >> CHUNK_BITS;
+        loop {
+            let (chunk_k, chunk) = self.next_chunk(k)?;
+            let lo = if chunk_k == start >> CHUNK_BITS {
+                (start & LOW_MASK) as u32
+            } else {
+                0
+            };
+            let found = match chunk {
+                Chunk::Full => Some(lo),
+                Chunk::Bits(m) => m.range(lo..).next(),
+            };
+            if let Some(low) = found {
+                return self.addr_at((chunk_k << CHUNK_BITS) | u128::from(low));
+            }
+            k = chunk_k.checked_add(1)?;
+        }
+    }
+
+    /// The lowest address of the family at or after `cursor` that is *not* in the set (`None`
+    /// when every address from `cursor` to the end of the family is in it, or `cursor` is of
+    /// the other family). Work: one step per chunk or bitmap run skipped.
+    pub fn next_absent_at_or_after(&self, cursor: IpAddr) -> Option<IpAddr> {
+        if IpFamily::of(cursor) != self.family {
+            return None;
+        }
+        let value = addr_value(cursor);
+        let Some(mut off) = value.checked_sub(self.base) else {
+            return Some(cursor);
+        };
+        loop {
+            let k = off >> CHUNK_BITS;
+            let lo = (off & LOW_MASK) as u32;
+            let next = match self.chunk(k) {
+                None => return self.addr_at(off),
+                Some(Chunk::Full) => {
+                    let idx = self.full.partition_point(|&(_, e)| e < k);
+                    let end = self.full.get(idx).map_or(k, |&(_, e)| e);
+                    end.checked_add(1)?.checked_mul(1u128 << CHUNK_BITS)?
+                }
+                Some(Chunk::Bits(m)) => match first_absent(m, lo) {
+                    Some(low) => return self.addr_at((k << CHUNK_BITS) | u128::from(low)),
+                    None => k.checked_add(1)?.checked_mul(1u128 << CHUNK_BITS)?,
+                },
+            };
+            // Beyond the family's last address: nothing absent is left.
+            if next > self.family.max_value().checked_sub(self.base)? {
+                return None;
+            }
+            off = next;
+        }
+    }
+
+    /// The smallest offset at or after `cursor` that the set could hold.
+    fn offset_at_or_after(&self, cursor: IpAddr) -> Option<u128> {
+        if IpFamily::of(cursor) != self.family {
+            return None;
+        }
+        Some(addr_value(cursor).saturating_sub(self.base))
+    }
+
+    /// Adds one address without turning a chunk that becomes full into a full run. The set
+    /// stays exact (every operation reads a full partial chunk correctly); only its normal
+    /// form differs, which [`IpSet::validate_invariants`] would report. For sets that gain and
+    /// lose single addresses at a chunk's edge (a pool index's free addresses), so that
+    /// alternating insert and remove never rebuild a 2^32-bit bitmap.
+    pub(crate) fn insert_lazy(&mut self, addr: IpAddr) -> bool {
+        if IpFamily::of(addr) != self.family {
+            return false;
+        }
+        let off = self.make_room(addr_value(addr));
+        let k = off >> CHUNK_BITS;
+        if intervals::contains(&self.full, k) {
+            return false;
+        }
+        self.bits
+            .entry(k)
+            .or_default()
+            .insert((off & LOW_MASK) as u32)
+    }
+
+    /// Removes one address, splitting a full chunk into a partial one if needed; the partial
+    /// chunk is kept (see [`IpSet::insert_lazy`]).
+    pub(crate) fn remove_lazy(&mut self, addr: IpAddr) -> bool {
+        let Some(off) = self.offset(addr) else {
+            return false;
+        };
+        let k = off >> CHUNK_BITS;
+        let lo = (off & LOW_MASK) as u32;
+        if intervals::contains(&self.full, k) {
+            self.full = intervals::subtract(&self.full, &[(k, k)]);
+            let mut m = RoaringBitmap::full();
+            m.remove(lo);
+            self.bits.insert(k, m);
+            return true;
+        }
+        let Some(m) = self.bits.get_mut(&k) else {
+            return false;
+        };
+        let removed = m.remove(lo);
+        if m.is_empty() {
+            self.bits.remove(&k);
+        }
+        removed
+    }
+
+    /// Run-length encodes the bitmaps' containers where that is smaller (roaring's
+    /// `optimize`); the set is unchanged.
+    pub fn optimize(&mut self) {
+        for m in self.bits.values_mut() {
+            m.optimize();
+        }
+    }
+
+    /// Sizes of the set's bitmaps: `(serialized, in_memory)` bytes. Serialized is the sum of
+    /// roaring's portable `serialized_size()` of every partial chunk plus 32 bytes per run of
+    /// full chunks; in memory counts the containers' payload and headers (roaring's
+    /// statistics) plus the chunk map's keys, without allocator overhead.
+    pub fn byte_sizes(&self) -> (usize, usize) {
+        let mut serialized = self.full.len() * 32;
+        let mut in_memory = std::mem::size_of::<IpSet>() + self.full.len() * 32;
+        for m in self.bits.values() {
+            serialized += m.serialized_size();
+            let st = m.statistics();
+            let payload = st.n_bytes_array_containers
+                + st.n_bytes_run_containers
+                + st.n_bytes_bitset_containers;
+            // Each container: its key, its store's header (a Vec or a boxed array).
+            let headers = u64::from(st.n_containers) * 32;
+            in_memory += usize::try_from(payload + headers).unwrap_or(usize::MAX)
+                + std::mem::size_of::<RoaringBitmap>()
+                + 16;
+        }
+        (serialized, in_memory)
     }
 
     /// The lowest address of `self` at or after `cursor` that is in none of `taken`: with

@@ -1,0 +1,553 @@
+//! [`PoolIndex`]: one pool's allocation state decoded once and kept up to date, and
+//! [`PoolIndexes`], a bounded cache of them keyed by pool name and revision.
+//!
+//! A pool's `status.allocatedIPs` is Spiderpool's wire format: a JSON map from address strings
+//! to records. Decoding it and computing `usable − allocated − reserved` costs O(records) and
+//! O(pool size) per decision. The index keeps, per pool:
+//! - `usable` (`ips − excludeIPs`), `allocated` (the records' addresses) and `free`
+//!   (`usable − allocated`), all [`IpSet`]s, `free` maintained incrementally so that the lowest
+//!   free address is a lookup of its first chunk and container;
+//! - the records by address, and which addresses each pod uid and each pod name holds.
+//!
+//! Allocating and releasing one address are O(log n) updates of these. Every change goes
+//! through [`PoolIndex::set`], which returns what it replaced, so a plan's changes can be
+//! undone ([`PoolIndex::undo`]) when its commit fails and the index stays the one of the
+//! revision it was built from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::ip::{parse_ip, IpFamily, IpSet};
+use crate::model::{AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
+use crate::select::Rejection;
+use crate::Error;
+
+/// One record of the index: the record, and its key when it is not the address's canonical
+/// spelling (an IPv6 address written `FD00::1` by another writer keeps that key on write).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// The record.
+    pub record: Arc<PoolIPAllocation>,
+    /// The key as written, when it differs from the canonical spelling.
+    pub key: Option<Box<str>>,
+}
+
+impl Held {
+    /// A record under the address's canonical key.
+    pub fn new(record: Arc<PoolIPAllocation>) -> Self {
+        Held { record, key: None }
+    }
+}
+
+/// One change made to a [`PoolIndex`]: the address and what it held before.
+pub type Change = (IpAddr, Option<Held>);
+
+/// One pool's allocation state. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct PoolIndex {
+    family: IpFamily,
+    prefix: u8,
+    usable: IpSet,
+    allocated: IpSet,
+    free: IpSet,
+    records: BTreeMap<IpAddr, Held>,
+    by_uid: HashMap<String, Vec<IpAddr>>,
+    by_pod: HashMap<String, Vec<IpAddr>>,
+}
+
+impl PoolIndex {
+    /// Decodes `pool`: its spec (family, subnet, usable addresses) and its records. A record
+    /// key that is not an address of the pool's family, or two keys spelling one address, is a
+    /// [`Error::CorruptStatus`].
+    pub fn from_pool(pool: &SpiderIPPool) -> Result<Self, Error> {
+        let mut index = PoolIndex::empty(&pool.spec)?;
+        let corrupt = |reason: String| Error::CorruptStatus {
+            kind: SpiderIPPool::KIND.to_string(),
+            name: pool.metadata.name.clone(),
+            field: "status.allocatedIPs".to_string(),
+            reason,
+        };
+        for (key, record) in pool.allocations()? {
+            let addr = parse_ip(Some(index.family), &key).map_err(|e| corrupt(e.to_string()))?;
+            let held = Held {
+                key: (addr.to_string() != key).then(|| key.clone().into_boxed_str()),
+                record: Arc::new(record),
+            };
+            if index.set(addr, Some(held)).is_some() {
+                return Err(corrupt(format!("two records for address {addr}")));
+            }
+        }
+        Ok(index)
+    }
+
+    /// An index of a pool with `spec` and no record.
+    pub fn empty(spec: &IPPoolSpec) -> Result<Self, Error> {
+        let family = spec.family()?;
+        let net = spec.subnet_net()?;
+        let usable = spec.total_ips()?;
+        Ok(PoolIndex {
+            family,
+            prefix: net.prefix_len(),
+            allocated: IpSet::for_subnet(&net),
+            free: usable.clone(),
+            usable,
+            records: BTreeMap::new(),
+            by_uid: HashMap::new(),
+            by_pod: HashMap::new(),
+        })
+    }
+
+    /// The pool's family.
+    pub fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    /// The prefix length of the pool's subnet.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// `ips − excludeIPs`.
+    pub fn usable(&self) -> &IpSet {
+        &self.usable
+    }
+
+    /// The addresses records name (some may lie outside `usable` after a spec change).
+    pub fn allocated(&self) -> &IpSet {
+        &self.allocated
+    }
+
+    /// `usable − allocated` (reserved IPs not subtracted).
+    pub fn free(&self) -> &IpSet {
+        &self.free
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the pool holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The record of `addr`.
+    pub fn get(&self, addr: IpAddr) -> Option<&Held> {
+        self.records.get(&addr)
+    }
+
+    /// The record whose key is exactly `key` (as `status.allocatedIPs` spells it), with its
+    /// address.
+    pub fn get_key(&self, key: &str) -> Option<(IpAddr, &Held)> {
+        let addr: IpAddr = parse_ip(Some(self.family), key).ok()?;
+        let held = self.records.get(&addr)?;
+        let same = match &held.key {
+            Some(k) => **k == *key,
+            None => addr.to_string() == key,
+        };
+        same.then_some((addr, held))
+    }
+
+    /// The key of `addr`'s record as written on the wire.
+    pub fn key_of(&self, addr: IpAddr) -> String {
+        match self.records.get(&addr).and_then(|h| h.key.as_deref()) {
+            Some(k) => k.to_string(),
+            None => addr.to_string(),
+        }
+    }
+
+    /// Addresses whose record has pod uid `uid`.
+    pub fn held_by_uid(&self, uid: &str) -> &[IpAddr] {
+        self.by_uid.get(uid).map_or(&[], Vec::as_slice)
+    }
+
+    /// Addresses whose record names pod `pod` (`namespace/name`).
+    pub fn held_by_pod(&self, pod: &str) -> &[IpAddr] {
+        self.by_pod.get(pod).map_or(&[], Vec::as_slice)
+    }
+
+    /// The record a pod already holds for `nic`: the first, in `status.allocatedIPs` key order,
+    /// whose interface is `nic` or absent and whose uid is `uid` (or, with `pod`, whose pod is
+    /// `pod`). Work: the records of that uid and pod only.
+    pub fn find_held(&self, uid: &str, pod: Option<&str>, nic: &str) -> Option<(IpAddr, &Held)> {
+        let by_pod = pod.map_or(&[][..], |p| self.held_by_pod(p));
+        let mut best: Option<(String, IpAddr, &Held)> = None;
+        for &addr in self.held_by_uid(uid).iter().chain(by_pod) {
+            let Some(held) = self.records.get(&addr) else {
+                continue;
+            };
+            let r = &held.record;
+            let same_nic = r.interface.as_deref().is_none_or(|i| i == nic);
+            if !(same_nic && (r.pod_uid == uid || pod.is_some_and(|p| r.pod == p))) {
+                continue;
+            }
+            let key = self.key_of(addr);
+            if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                best = Some((key, addr, held));
+            }
+        }
+        best.map(|(_, addr, held)| (addr, held))
+    }
+
+    /// The address Spiderpool hands out next: the lowest of `free − reserved`. Work: one
+    /// lookup, plus one per run of reserved addresses skipped.
+    pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
+        let mut cursor = self.free.first()?;
+        loop {
+            let candidate = self.free.next_at_or_after(cursor)?;
+            if !reserved.contains(candidate) {
+                return Some(candidate);
+            }
+            cursor = reserved.next_absent_at_or_after(candidate)?;
+        }
+    }
+
+    /// Why nothing can be taken (when [`PoolIndex::lowest_free`] is `None`).
+    pub fn exhaustion(&self) -> Rejection {
+        if self.free.is_empty() {
+            Rejection::Exhausted {
+                total: self.usable.len().to_string(),
+            }
+        } else {
+            Rejection::AllFreeReserved {
+                reserved: self.free.len().to_string(),
+            }
+        }
+    }
+
+    /// Takes the lowest free, unreserved address for `record`; the change made is pushed to
+    /// `journal`.
+    pub fn allocate(
+        &mut self,
+        record: Arc<PoolIPAllocation>,
+        reserved: &IpSet,
+        journal: &mut Vec<Change>,
+    ) -> Result<IpAddr, Rejection> {
+        let Some(addr) = self.lowest_free(reserved) else {
+            return Err(self.exhaustion());
+        };
+        let old = self.set(addr, Some(Held::new(record)));
+        journal.push((addr, old));
+        Ok(addr)
+    }
+
+    /// Frees `addr`; the change made is pushed to `journal`. False when it held no record.
+    pub fn release(&mut self, addr: IpAddr, journal: &mut Vec<Change>) -> bool {
+        match self.set(addr, None) {
+            Some(old) => {
+                journal.push((addr, Some(old)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets what `addr` holds (`None`: frees it) and returns what it held: the one primitive
+    /// every change goes through, keeping the sets and maps consistent. O(log n).
+    pub fn set(&mut self, addr: IpAddr, new: Option<Held>) -> Option<Held> {
+        let old = match new {
+            Some(held) => {
+                push(&mut self.by_uid, &held.record.pod_uid, addr);
+                push(&mut self.by_pod, &held.record.pod, addr);
+                self.records.insert(addr, held)
+            }
+            None => self.records.remove(&addr),
+        };
+        if let Some(old) = &old {
+            pull(&mut self.by_uid, &old.record.pod_uid, addr);
+            pull(&mut self.by_pod, &old.record.pod, addr);
+        }
+        match (old.is_some(), self.records.contains_key(&addr)) {
+            (false, true) => {
+                self.allocated.insert(addr);
+                self.free.remove_lazy(addr);
+            }
+            (true, false) => {
+                self.allocated.remove(addr);
+                if self.usable.contains(addr) {
+                    self.free.insert_lazy(addr);
+                }
+            }
+            _ => {}
+        }
+        old
+    }
+
+    /// Reverts the changes of `journal` (newest first), leaving it empty.
+    pub fn undo(&mut self, journal: &mut Vec<Change>) {
+        while let Some((addr, old)) = journal.pop() {
+            self.set(addr, old);
+        }
+    }
+
+    /// The records as `status.allocatedIPs` writes them: `None` when there is none, else the
+    /// JSON map in key order (exactly what [`SpiderIPPool::set_allocations`] writes).
+    pub fn encode(&self) -> Option<String> {
+        if self.records.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<(String, &PoolIPAllocation)> = self
+            .records
+            .iter()
+            .map(|(addr, h)| {
+                let key = match &h.key {
+                    Some(k) => k.to_string(),
+                    None => addr.to_string(),
+                };
+                (key, &*h.record)
+            })
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        serde_json::to_string(&SortedRecords(&sorted)).ok()
+    }
+
+    /// Writes the records into `pool`'s status (`allocatedIPs`, `allocatedIPCount`).
+    pub fn write_status(&self, pool: &mut SpiderIPPool) {
+        pool.status.allocated_ips = self.encode();
+        pool.status.allocated_ip_count = Some(i64::try_from(self.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Checks that the sets and maps agree with the records; used by property tests.
+    #[doc(hidden)]
+    pub fn validate_invariants(&self) -> Result<(), String> {
+        let mut allocated = IpSet::new(self.family);
+        for addr in self.records.keys() {
+            allocated.insert(*addr);
+        }
+        if allocated != self.allocated {
+            return Err("allocated set differs from the records".into());
+        }
+        if self.free != self.usable.difference(&self.allocated) {
+            return Err("free set differs from usable − allocated".into());
+        }
+        let count = |m: &HashMap<String, Vec<IpAddr>>| m.values().map(Vec::len).sum::<usize>();
+        if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
+            return Err("uid or pod index out of step with the records".into());
+        }
+        for (addr, h) in &self.records {
+            if !self.held_by_uid(&h.record.pod_uid).contains(addr)
+                || !self.held_by_pod(&h.record.pod).contains(addr)
+            {
+                return Err(format!("{addr} missing from the uid or pod index"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push(map: &mut HashMap<String, Vec<IpAddr>>, key: &str, addr: IpAddr) {
+    match map.get_mut(key) {
+        Some(v) => v.push(addr),
+        None => {
+            map.insert(key.to_string(), vec![addr]);
+        }
+    }
+}
+
+fn pull(map: &mut HashMap<String, Vec<IpAddr>>, key: &str, addr: IpAddr) {
+    if let Some(v) = map.get_mut(key) {
+        if let Some(i) = v.iter().position(|a| *a == addr) {
+            v.swap_remove(i);
+        }
+        if v.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+struct SortedRecords<'a>(&'a [(String, &'a PoolIPAllocation)]);
+
+impl Serialize for SortedRecords<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// A pool's index as of one revision, or as of a plan not yet committed.
+#[derive(Debug)]
+struct Entry {
+    /// The spec and `status.allocatedIPs` the index was built from or wrote, to recognise
+    /// the pool under a new revision.
+    spec: IPPoolSpec,
+    status: Option<String>,
+    index: PoolIndex,
+    used: u64,
+}
+
+/// A bounded cache of [`PoolIndex`]es keyed by pool name, valid for one revision. The driver
+/// ([`crate::ipam::Ipam`]) keeps one across calls, so that a long-lived process decodes a
+/// pool's records again only when another writer changed it. No clock, no I/O: eviction is
+/// least-recently-used by a counter.
+#[derive(Debug)]
+pub struct PoolIndexes {
+    entries: HashMap<String, Entry>,
+    capacity: usize,
+    tick: u64,
+    /// Indexes checked out by a plan, with the changes it made to them.
+    pending: Vec<Pending>,
+    decoded: u64,
+}
+
+/// Indexes a plan checked out, waiting for its commit; see [`PoolIndexes::take_parked`].
+#[derive(Debug, Default)]
+pub struct Parked(Vec<Pending>);
+
+/// An index checked out by a plan.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) name: String,
+    /// The `status.allocatedIPs` the plan wrote, if it wrote the pool.
+    pub(crate) written: Option<Option<String>>,
+    pub(crate) spec: IPPoolSpec,
+    pub(crate) status: Option<String>,
+    pub(crate) index: PoolIndex,
+    pub(crate) journal: Vec<Change>,
+}
+
+impl Default for PoolIndexes {
+    fn default() -> Self {
+        PoolIndexes::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl PoolIndexes {
+    /// Pools kept by default.
+    pub const DEFAULT_CAPACITY: usize = 256;
+
+    /// A cache holding at most `capacity` pools (0: keeps nothing across plans).
+    pub fn new(capacity: usize) -> Self {
+        PoolIndexes {
+            entries: HashMap::new(),
+            capacity,
+            tick: 0,
+            pending: Vec::new(),
+            decoded: 0,
+        }
+    }
+
+    /// Pools currently cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many times a pool's records were decoded (cache misses) since creation.
+    pub fn decoded(&self) -> u64 {
+        self.decoded
+    }
+
+    /// The cached index of `pool` at `revision`, if any (without checking it out).
+    pub fn peek(&self, pool: &SpiderIPPool) -> Option<&PoolIndex> {
+        let e = self.entries.get(&pool.metadata.name)?;
+        matches(e, pool).then_some(&e.index)
+    }
+
+    /// Takes `pool`'s index out of the cache, or decodes it.
+    pub(crate) fn checkout(&mut self, pool: &SpiderIPPool) -> Result<Pending, Error> {
+        let name = &pool.metadata.name;
+        let index = match self.entries.remove(name) {
+            Some(e) if matches(&e, pool) => e.index,
+            _ => {
+                self.decoded += 1;
+                PoolIndex::from_pool(pool)?
+            }
+        };
+        Ok(Pending {
+            name: name.clone(),
+            written: None,
+            spec: pool.spec.clone(),
+            status: pool.status.allocated_ips.clone(),
+            index,
+            journal: Vec::new(),
+        })
+    }
+
+    /// Hands back indexes checked out by a plan; `committed` says whether the plan's writes
+    /// were applied. Committed: written pools are kept as of what was written (recognised by
+    /// content when read again); otherwise their changes are undone and they are kept as of
+    /// the revision they were read at.
+    pub(crate) fn check_in(&mut self, pending: Vec<Pending>, committed: bool) {
+        for mut p in pending {
+            let status = match p.written {
+                Some(written) if committed => written,
+                _ => {
+                    p.index.undo(&mut p.journal);
+                    p.status
+                }
+            };
+            self.insert(
+                p.name,
+                Entry {
+                    spec: p.spec,
+                    status,
+                    index: p.index,
+                    used: 0,
+                },
+            );
+        }
+    }
+
+    /// Parks indexes checked out by a plan until [`PoolIndexes::settle`].
+    pub(crate) fn park(&mut self, pending: Vec<Pending>) {
+        self.pending.extend(pending);
+    }
+
+    /// Settles what the plans made since the last settle parked: with `committed`, the pools
+    /// they wrote are kept as written; otherwise their changes are undone.
+    pub fn settle(&mut self, committed: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        self.check_in(pending, committed);
+    }
+
+    /// Takes what the plans since the last settle parked, to settle later with
+    /// [`PoolIndexes::settle_parked`]: for a caller that shares the cache between tasks and
+    /// commits without holding it.
+    pub fn take_parked(&mut self) -> Parked {
+        Parked(std::mem::take(&mut self.pending))
+    }
+
+    /// Settles indexes taken with [`PoolIndexes::take_parked`]; see [`PoolIndexes::settle`].
+    pub fn settle_parked(&mut self, parked: Parked, committed: bool) {
+        self.check_in(parked.0, committed);
+    }
+
+    fn insert(&mut self, name: String, mut entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.tick += 1;
+        entry.used = self.tick;
+        self.entries.insert(name, entry);
+        while self.entries.len() > self.capacity {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+    }
+}
+
+/// Whether `e` is the index of `pool`. By content, not by revision: an index is a function of
+/// the spec and `status.allocatedIPs`, and a pool deleted and created again may reuse a
+/// revision on some stores. Comparing the text is a memory comparison, far cheaper than
+/// decoding it.
+fn matches(e: &Entry, pool: &SpiderIPPool) -> bool {
+    e.spec == pool.spec && e.status == pool.status.allocated_ips
+}

@@ -1,0 +1,259 @@
+//! Property tests: the pool allocation index against the naive computation.
+//!
+//! Random sequences of allocate, release, hold-a-given-address and undo run on a
+//! [`PoolIndex`]; after every step the index's lowest free address must equal
+//! `min(usable − allocated − reserved)` computed address by address, its invariants hold, its
+//! encoding equals what `SpiderIPPool::set_allocations` writes for the model's records, and
+//! decoding that encoding gives the same index. Pools straddle the 2^32-offset chunk borders
+//! (IPv6), and one starts on whole free chunks so that full chunks are split and rejoined.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use spiderpool_core::allocate::{Held, PoolIndex};
+use spiderpool_core::ip::{IpFamily, IpRange, IpSet};
+use spiderpool_core::model::{IPPoolSpec, PoolIPAllocation, PoolIPAllocations, SpiderIPPool};
+use spiderpool_core::select::Rejection;
+
+/// (subnet, ips, excludeIPs, first value of the window addresses are drawn from, width)
+fn pools() -> Vec<(&'static str, &'static str, &'static str, u128, u128)> {
+    vec![
+        (
+            "10.6.0.0/16",
+            "10.6.0.1-10.6.0.40",
+            "10.6.0.7-10.6.0.9",
+            0x0a06_0000,
+            48,
+        ),
+        // Around the first chunk border.
+        (
+            "fd00::/64",
+            "fd00::ffff:ffe0-fd00::1:0:20",
+            "fd00::1:0:3",
+            (0xfd00u128 << 112) + (1u128 << 32) - 40,
+            80,
+        ),
+        // Whole free chunks 1..=3: allocations split a full chunk, releases rejoin it.
+        (
+            "fd00::/64",
+            "fd00::1:0:0-fd00::3:ffff:ffff",
+            "fd00::1:0:5",
+            (0xfd00u128 << 112) + (1u128 << 32) - 8,
+            48,
+        ),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Allocate the lowest free address for a new holder.
+    Allocate,
+    /// Release the k-th record (if any).
+    Release(usize),
+    /// Hold the window's address at offset `i` (whether usable or not).
+    Hold(u128),
+    /// Undo everything since the last undo point.
+    Undo,
+    /// Start a new undo point.
+    Mark,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Allocate),
+        3 => (0usize..64).prop_map(Op::Release),
+        2 => (0u128..96).prop_map(Op::Hold),
+        1 => Just(Op::Undo),
+        1 => Just(Op::Mark),
+    ]
+}
+
+fn spec(subnet: &str, ips: &str, exclude: &str) -> IPPoolSpec {
+    IPPoolSpec {
+        subnet: subnet.into(),
+        ips: vec![ips.into()],
+        exclude_ips: vec![exclude.into()],
+        ..IPPoolSpec::default()
+    }
+}
+
+fn value(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn range(family: IpFamily, s: &str) -> (u128, u128) {
+    let r = IpRange::parse(Some(family), s).unwrap();
+    (value(r.start()), value(r.end()))
+}
+
+fn rec(n: usize) -> PoolIPAllocation {
+    PoolIPAllocation {
+        pod: format!("ns/pod-{}", n % 7),
+        pod_uid: format!("uid-{n}"),
+        interface: (!n.is_multiple_of(3)).then(|| "eth0".to_string()),
+        extra: Default::default(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn index_agrees_with_naive(
+        which in 0usize..3,
+        reserved_at in proptest::collection::vec((0u128..96, 0u128..6), 0..4),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let (subnet, ips, exclude, lo, width) = pools()[which];
+        let spec = spec(subnet, ips, exclude);
+        let family = if subnet.contains(':') { IpFamily::V6 } else { IpFamily::V4 };
+        let (us, ue) = range(family, ips);
+        let (xs, xe) = range(family, exclude);
+        let usable = |v: u128| us <= v && v <= ue && !(xs <= v && v <= xe);
+        let mut reserved = IpSet::new(family);
+        let mut reserved_naive = Vec::new();
+        for (at, len) in &reserved_at {
+            let s = lo + at;
+            let r = IpRange::new(family.addr(s).unwrap(), family.addr(s + len).unwrap()).unwrap();
+            reserved.insert_range(&r);
+            reserved_naive.push((s, s + len));
+        }
+        let is_reserved = |v: u128| reserved_naive.iter().any(|&(s, e)| s <= v && v <= e);
+
+        let mut index = PoolIndex::empty(&spec).unwrap();
+        let mut model: BTreeMap<u128, PoolIPAllocation> = BTreeMap::new();
+        let mut journal = Vec::new();
+        let mut marked: BTreeMap<u128, PoolIPAllocation> = BTreeMap::new();
+        let mut n = 0usize;
+        for op in ops {
+            match op {
+                Op::Allocate => {
+                    n += 1;
+                    let got = index.allocate(Arc::new(rec(n)), &reserved, &mut journal);
+                    // Naive: the lowest usable address neither allocated nor reserved.
+                    let mut v = us;
+                    let want = loop {
+                        if v > ue { break None; }
+                        if usable(v) && !model.contains_key(&v) && !is_reserved(v) { break Some(v); }
+                        v += 1;
+                    };
+                    match (got, want) {
+                        (Ok(a), Some(w)) => {
+                            prop_assert_eq!(value(a), w);
+                            model.insert(w, rec(n));
+                        }
+                        (Err(Rejection::Exhausted { .. }), None) => {
+                            prop_assert!((us..=ue).all(|v| !usable(v) || model.contains_key(&v)));
+                        }
+                        (Err(Rejection::AllFreeReserved { .. }), None) => {
+                            prop_assert!((us..=ue).any(|v| usable(v) && !model.contains_key(&v)));
+                        }
+                        (got, want) => prop_assert!(false, "index {:?}, naive {:?}", got, want),
+                    }
+                }
+                Op::Release(k) => {
+                    let Some(&v) = model.keys().nth(k % model.len().max(1)) else { continue };
+                    prop_assert!(index.release(family.addr(v).unwrap(), &mut journal));
+                    model.remove(&v);
+                }
+                Op::Hold(i) => {
+                    n += 1;
+                    let v = lo + i % width;
+                    let a = family.addr(v).unwrap();
+                    let old = index.set(a, Some(Held::new(Arc::new(rec(n)))));
+                    journal.push((a, old));
+                    model.insert(v, rec(n));
+                }
+                Op::Undo => {
+                    index.undo(&mut journal);
+                    model = marked.clone();
+                }
+                Op::Mark => {
+                    journal.clear();
+                    marked = model.clone();
+                }
+            }
+            index.validate_invariants().map_err(TestCaseError::fail)?;
+            // Lowest free = min(usable − allocated − reserved), also through IpSet::first_free.
+            let naive = (us..=ue).find(|&v| usable(v) && !model.contains_key(&v) && !is_reserved(v));
+            prop_assert_eq!(index.lowest_free(&reserved).map(value), naive);
+            let first_free = index.usable().first().and_then(|start| {
+                index.usable().first_free(&[index.allocated(), &reserved], start)
+            });
+            prop_assert_eq!(first_free.map(value), naive);
+            // The wire encoding is the one of the naive records, and decodes to the same index.
+            let records: PoolIPAllocations = model
+                .iter()
+                .map(|(v, r)| (family.addr(*v).unwrap().to_string(), r.clone()))
+                .collect();
+            let mut pool = SpiderIPPool::new("p", spec.clone());
+            pool.set_allocations(&records);
+            prop_assert_eq!(index.encode(), pool.status.allocated_ips.clone());
+            let decoded = PoolIndex::from_pool(&pool).unwrap();
+            prop_assert_eq!(decoded.free(), index.free());
+            prop_assert_eq!(decoded.allocated(), index.allocated());
+            prop_assert_eq!(decoded.len(), index.len());
+            // Lookups by uid agree with a scan.
+            for (v, r) in &model {
+                let a = family.addr(*v).unwrap();
+                prop_assert!(index.held_by_uid(&r.pod_uid).contains(&a));
+                let key = a.to_string();
+                prop_assert_eq!(index.get_key(&key).map(|(x, _)| x), Some(a));
+            }
+        }
+    }
+
+    /// `next_at_or_after` and `next_absent_at_or_after` against a scan.
+    #[test]
+    fn cursors_agree_with_naive(
+        which in 0usize..3,
+        held in proptest::collection::vec(0u128..96, 0..40),
+        cursor in 0u128..96,
+    ) {
+        let (subnet, ips, _, lo, _) = pools()[which];
+        let family = if subnet.contains(':') { IpFamily::V6 } else { IpFamily::V4 };
+        let mut set = IpSet::new(family);
+        for h in &held {
+            set.insert(family.addr(lo + h).unwrap());
+        }
+        let _ = ips;
+        let c = family.addr(lo + cursor).unwrap();
+        let present = |v: u128| held.contains(&(v - lo));
+        let next = (lo + cursor..lo + 96).find(|&v| present(v));
+        prop_assert_eq!(set.next_at_or_after(c).map(value), next);
+        let absent = (lo + cursor..).find(|&v| !present(v));
+        prop_assert_eq!(set.next_absent_at_or_after(c).map(value), absent);
+    }
+}
+
+#[test]
+fn full_chunks_absent_and_lazy_free() {
+    // A set of whole chunks: the first absent address is past them.
+    let mut set = IpSet::new(IpFamily::V6);
+    let r = IpRange::parse(Some(IpFamily::V6), "fd00::1:0:0-fd00::3:ffff:ffff").unwrap();
+    set.insert_range(&r);
+    let a: IpAddr = "fd00::1:0:5".parse().unwrap();
+    assert_eq!(
+        set.next_absent_at_or_after(a),
+        Some("fd00::4:0:0".parse().unwrap())
+    );
+    // The very end of the family: nothing absent after it.
+    let mut top = IpSet::new(IpFamily::V6);
+    top.insert_range(
+        &IpRange::parse(
+            Some(IpFamily::V6),
+            "ffff::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        top.next_absent_at_or_after("ffff::1".parse().unwrap()),
+        None
+    );
+}
