@@ -195,6 +195,8 @@ pub struct EtcdStore {
 struct CachedPool {
     name: String,
     revision: i64,
+    /// The spec key's mod revision.
+    spec_revision: i64,
     /// The spec key's value.
     spec: Value,
     /// Its records by address, with their mod revisions.
@@ -297,20 +299,23 @@ impl EtcdStore {
         })
     }
 
-    /// Records of `pool` from alloc key-values (sorted by key, as etcd returns them).
+    /// Records of `pool` from alloc key-values (sorted by key, as etcd returns them); records
+    /// whose key and mod revision match `known` (an earlier read) are reused, not decoded.
     fn records_of(
         &self,
         pool: &str,
         kvs: &[etcd_client::KeyValue],
+        known: Option<&BTreeMap<String, (PoolIPAllocation, i64)>>,
     ) -> Result<BTreeMap<String, (PoolIPAllocation, i64)>, spiderpool_core::Error> {
         let prefix = self.alloc_prefix(pool);
         let mut out = BTreeMap::new();
         for kv in pool_slice(kvs, &prefix) {
-            let ip = &kv.key()[prefix.len()..];
-            out.insert(
-                String::from_utf8_lossy(ip).to_string(),
-                (self.decode_record(kv.key(), kv.value())?, kv.mod_revision()),
-            );
+            let ip = String::from_utf8_lossy(&kv.key()[prefix.len()..]).to_string();
+            let record = match known.and_then(|k| k.get(&ip)) {
+                Some((r, rev)) if *rev == kv.mod_revision() => r.clone(),
+                _ => self.decode_record(kv.key(), kv.value())?,
+            };
+            out.insert(ip, (record, kv.mod_revision()));
         }
         Ok(out)
     }
@@ -379,6 +384,16 @@ impl EtcdStore {
             .cloned()
     }
 
+    /// The most recent decoded revision of a pool, if any.
+    fn latest(&self, name: &str) -> Option<Arc<CachedPool>> {
+        let cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .iter()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| c.revision)
+            .cloned()
+    }
+
     fn cache(&self, pool: Arc<CachedPool>) {
         let mut cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHED_POOLS {
@@ -438,16 +453,24 @@ impl EtcdStore {
             let cached = match self.cached(&name, rev) {
                 Some(c) => c,
                 None => {
-                    let Object::IpPool(pool) = self.decode(kv.key(), kv.value())? else {
-                        continue;
+                    // An earlier revision of the pool: what did not change is not decoded.
+                    let known = self.latest(&name);
+                    let pool = match &known {
+                        Some(k) if k.spec_revision == kv.mod_revision() => k.pool.clone(),
+                        _ => match self.decode(kv.key(), kv.value())? {
+                            Object::IpPool(pool) => pool,
+                            _ => continue,
+                        },
                     };
-                    let records = self.records_of(&name, &allocs)?;
+                    let records =
+                        self.records_of(&name, &allocs, known.as_ref().map(|k| &k.records))?;
                     let mut pool = self.assemble(pool, &records);
                     pool.metadata.resource_version = Some(rev.to_string());
                     let spec = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
                     let c = Arc::new(CachedPool {
                         name,
                         revision: rev,
+                        spec_revision: kv.mod_revision(),
                         spec,
                         records,
                         pool,
@@ -503,8 +526,10 @@ impl EtcdStore {
                 let k = self.object_key(&Key::pool(&name));
                 // What the planner saw, at its revision: decoded when it was read, or read
                 // again as of that revision.
-                let (old_spec_value, old_records) = match self.cached(&name, r) {
-                    Some(c) => (c.spec.clone(), c.records.clone()),
+                let held = self.cached(&name, r);
+                let read_back;
+                let (old_spec_value, old_records) = match &held {
+                    Some(c) => (&c.spec, &c.records),
                     None => {
                         let (old_spec, _) = self
                             .range(&k, Some(r))
@@ -520,16 +545,17 @@ impl EtcdStore {
                             .range(&self.alloc_prefix(&name), Some(r))
                             .await
                             .map_err(|_| conflict(&k, &expected))?;
-                        (
+                        read_back = (
                             serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null),
-                            self.records_of(&name, &old_allocs)?,
-                        )
+                            self.records_of(&name, &old_allocs, None)?,
+                        );
+                        (&read_back.0, &read_back.1)
                     }
                 };
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
                 let new_spec = Self::spec_value(&new);
-                if strip_rv(new_spec.clone()) != strip_rv(old_spec_value) {
+                if strip_rv(new_spec.clone()) != strip_rv(old_spec_value.clone()) {
                     // A change of the pool itself (its ranges, …) was decided knowing every
                     // record: none may have changed since.
                     ops.put(k.clone(), new_spec.to_string());
@@ -557,7 +583,7 @@ impl EtcdStore {
                     }
                 }
                 let mut deleted = false;
-                for (ip, (old, _)) in &old_records {
+                for (ip, (old, _)) in old_records {
                     if !new_records.contains_key(ip) {
                         let ak = format!("{prefix}{ip}");
                         cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));

@@ -290,3 +290,60 @@ async fn a_plan_relying_on_a_record_deleted_meanwhile_conflicts() {
     let err = store.update(Object::IpPool(grown), &rev).await.unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
+
+/// Concurrent commits of one store share etcd transactions; each keeps its own compares: of
+/// 32 creates of one endpoint exactly one succeeds, 32 creates of distinct endpoints all
+/// do, and of 16 updates from one revision exactly one succeeds, whatever the batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_transactions_keep_their_own_compares() {
+    use spiderpool_core::model::SpiderEndpoint;
+    let store = Arc::new(common::store().await);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        let name = if i % 2 == 0 {
+            "same".to_string()
+        } else {
+            format!("ep-{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let ok = store
+                .create(Object::Endpoint(SpiderEndpoint::new("ns", name)))
+                .await;
+            (i, ok)
+        }));
+    }
+    let (mut same, mut distinct) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(_)) if i % 2 == 0 => same += 1,
+            (_, Ok(_)) => distinct += 1,
+            (i, Err(e)) => {
+                assert_eq!(i % 2, 0, "a create of a free key failed: {e}");
+                assert!(
+                    matches!(e, Error::AlreadyExists { .. } | Error::Conflict { .. }),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert_eq!((same, distinct), (1, 32));
+
+    let key = Key::endpoint("ns", "same");
+    let stored = store.get(&key).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, stored) = (store.clone(), stored.clone());
+        tasks.push(tokio::spawn(async move {
+            store.update(stored.object, &stored.revision).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert!(matches!(e, Error::Conflict { .. }), "{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
