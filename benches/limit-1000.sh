@@ -11,6 +11,7 @@
 #   benches/limit-1000.sh                 # 100 x 10, 10 appliers, local + etcd
 #   STORES=local DEPLOYS=10 benches/limit-1000.sh
 #   SPIDERPOOLCTL=/path/to/spiderpoolctl benches/limit-1000.sh   # a prebuilt binary
+#   SPIDERPOOLCTL_PROFILE=1 benches/limit-1000.sh   # each applier's time and store calls
 #
 # Spiderpool's own figure for this test (207 s on a 10-node cluster) includes scheduling,
 # image pulls and container start-up; here only the IPAM and the emulated controllers run.
@@ -136,6 +137,11 @@ run() {
         echo "appliers failed: $failed"
         for k in $(seq 1 "$APPLIERS"); do
             [ -s "$WORK/$name-apply-$k.err" ] && sed "s/^/  applier $k: /" "$WORK/$name-apply-$k.err" | head -3
+        done
+    fi
+    if [ -n "${SPIDERPOOLCTL_PROFILE:-}" ]; then
+        for k in $(seq 1 "$APPLIERS"); do
+            grep -h '^profile:' "$WORK/$name-apply-$k.err" | sed "s/^/  applier $k: /"
         done
     fi
     python3 "$CHECK" "$WORK/$name-pods.json" "$WORK/$name-pools.json" "$TOTAL" || RESULT=1

@@ -207,7 +207,7 @@ async fn backoff(uid: &mut dyn FnMut() -> String, attempt: u32) {
     let jitter = uid()
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let cap = 200u64 << attempt.min(5);
+    let cap = 500u64 << attempt.min(4);
     tokio::time::sleep(std::time::Duration::from_micros(jitter % cap)).await;
 }
 
@@ -428,9 +428,19 @@ async fn pass<S: Store>(
 
     // 2. Auto-pools follow the applications; reclaim those of deleted applications.
     let mut autopool_errors: BTreeMap<String, String> = BTreeMap::new();
-    let mut pools: Option<Vec<(SpiderIPPool, Revision)>> = None;
     let mut reserved: Option<Vec<SpiderReservedIP>> = None;
-    if settings.ipam.enable_spider_subnet && settings.ipam.enable_auto_pool {
+    // Applications that ask for no auto-pool plan nothing even with nothing to look at: a
+    // scoped pass of those reads no subnets.
+    let wants_auto_pool = |w: &OtherObject| {
+        !matches!(
+            plan_auto_pools(&application(w, node_names.len()), &[], &[], &[], &settings.autopool),
+            Ok(writes) if writes.is_empty()
+        )
+    };
+    if settings.ipam.enable_spider_subnet
+        && settings.ipam.enable_auto_pool
+        && (scope.is_none() || workloads.iter().any(|w| wants_auto_pool(w)))
+    {
         let subnets = typed_subnets(store).await?;
         let all_pools = typed_pools(store).await?;
         let all_reserved = typed_reserved(store).await?;
@@ -463,7 +473,6 @@ async fn pass<S: Store>(
                 }
             }
         }
-        pools = Some(all_pools);
         reserved = Some(all_reserved);
     }
 
@@ -525,7 +534,7 @@ async fn pass<S: Store>(
     let mut progress = Progress::Done;
     if !groups.is_empty() {
         if store.is_atomic() {
-            if allocate_batches(store, uid, opts, &world, groups, pools, reserved).await? {
+            if allocate_batches(store, uid, opts, &world, groups, reserved).await? {
                 progress = Progress::More;
             }
         } else {
@@ -592,7 +601,8 @@ async fn pass<S: Store>(
 }
 
 /// Allocates the groups' pods in batches of at most `opts.batch` pods, one commit each: one
-/// read of the pools per batch (and one of the endpoints and reserved IPs for all), the
+/// read of the pools per batch, just before planning (and one of the reserved IPs, and of the
+/// endpoints of pods that already exist, for all), the
 /// core's plans chained in memory, one compare-and-swap commit. A conflict on a pool (another
 /// process allocated meanwhile) re-reads the pools and plans the batch again; any other
 /// conflict is returned, and the pass starts again from a fresh read. True if some new pods
@@ -603,7 +613,6 @@ async fn allocate_batches<S: Store>(
     opts: &Options,
     world: &World,
     groups: Vec<(Option<usize>, Vec<batch::Job>)>,
-    pools: Option<Vec<(SpiderIPPool, Revision)>>,
     reserved: Option<Vec<SpiderReservedIP>>,
 ) -> Result<bool, Error> {
     let limit = opts.batch.max(1);
@@ -627,23 +636,36 @@ async fn allocate_batches<S: Store>(
         Some(r) => r,
         None => typed_reserved(store).await?,
     };
-    let endpoints: batch::Endpoints = store
-        .list(SpiderEndpoint::KIND)
-        .await?
-        .into_iter()
-        .filter_map(|s| match s.object {
-            Object::Endpoint(e) => Some((
-                (
-                    e.metadata.namespace.clone().unwrap_or_default(),
-                    e.metadata.name.clone(),
-                ),
-                (e, s.revision),
-            )),
-            _ => None,
-        })
-        .collect();
-    // The pools read with the world serve the first batch; the rest read them afresh.
-    let mut pools = pools;
+    // A new pod with a fresh random name has no endpoint (a stale one of the same name makes
+    // the create conflict, and the next pass names the pods afresh); pods that wait for an
+    // address, and pods whose names come back (a StatefulSet's keep their endpoint), may.
+    let mut endpoints = batch::Endpoints::new();
+    for (_, jobs) in &batches {
+        for job in jobs {
+            let ns = job.req.pod.namespace.clone();
+            let name = spiderpool_core::allocate::endpoint_name(
+                &job.req.pod.name,
+                job.req.owner.as_ref(),
+                &world.settings.ipam,
+            );
+            let fresh_name = job.revision.is_none()
+                && name == job.req.pod.name
+                && job
+                    .req
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| !matches!(o.kind.as_str(), "StatefulSet" | "DaemonSet"));
+            if fresh_name {
+                continue;
+            }
+            if let Some(s) = store.get(&Key::endpoint(&ns, &name)).await? {
+                if let Object::Endpoint(e) = s.object {
+                    endpoints.insert((ns, name), (e, s.revision));
+                }
+            }
+        }
+    }
+    let mut pools: Option<Vec<(SpiderIPPool, Revision)>> = None;
     for (guards, jobs) in batches {
         let mut attempt = 0;
         loop {
