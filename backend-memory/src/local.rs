@@ -17,13 +17,19 @@
 //! overwritten.
 //!
 //! The snapshot (format `spiderpool-rs/local-store/v2`) is a JSON header line, then one line
-//! per object, sorted by key: `kind TAB namespace TAB name TAB revision TAB object-json`. A
-//! process indexes the lines without decoding them and decodes only the objects it reads, so
-//! an allocation does not pay for the thousands of endpoints a full pool has. Within one
-//! process the state is kept between operations and read again only when the files changed
-//! (checked under the lock). The older single-document format (`…/v1`) is still read; the
-//! first commit rewrites it as a v2 snapshot. Files are created `0600`, the directory `0700`,
-//! and a directory writable by others is refused.
+//! per object, sorted by key: `kind TAB namespace TAB name TAB revision TAB json TAB extra`,
+//! where `extra` is the object's `status.allocatedIPs` kept apart (the one field that grows
+//! with a pool's allocations; `%`, TAB, CR and LF escaped as `%XX`). A journal record is a
+//! header `#revision-before count body-length checksum` and one line per change: `+` (the
+//! object's line), `-` (a deletion) or `~` (the object's JSON and a patch of its `extra`:
+//! common prefix length, common suffix length, the bytes between), so an allocation writes a
+//! few hundred bytes however full the pool. A process indexes the lines without decoding
+//! them and decodes only the objects it reads, so an allocation does not pay for the
+//! thousands of endpoints a full pool has. Within one process the state is kept between
+//! operations and read again only when the files changed (checked under the lock). The older
+//! single-document format (`…/v1`) is still read; the first commit rewrites it as a v2
+//! snapshot. Files are created `0600`, the directory `0700`, and a directory writable by
+//! others is refused.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -88,12 +94,27 @@ fn file_id(path: &Path) -> Result<FileId, Error> {
     }
 }
 
-/// One object line of the snapshot, by byte ranges into it.
+/// An object written out: encoded key, revision, JSON, extra.
+type Flat = (Vec<u8>, u64, Vec<u8>, Vec<u8>);
+
+/// Where bytes of the state live: the snapshot file or the journal, both kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Base,
+    Journal,
+}
+
+/// A byte range of the snapshot or the journal.
+type Span = (Src, Range<usize>);
+
+/// One object: its revision, its JSON without `status.allocatedIPs`, and that field apart
+/// (escaped; empty when absent, else `s` and the string), as pieces: a journal record may
+/// patch a few bytes of a large field without repeating it.
 #[derive(Debug, Clone)]
-struct Line {
-    key: Range<usize>,
+struct Entry {
     rev: u64,
-    json: Range<usize>,
+    json: Span,
+    extra: Vec<Span>,
 }
 
 /// The store's state: the snapshot's lines, undecoded, and the journal's changes over them.
@@ -102,14 +123,14 @@ struct State {
     journal_id: FileId,
     /// The store revision: incremented by every write.
     revision: u64,
-    /// The snapshot file (or a v1 file converted to lines: `legacy`).
+    /// The snapshot file (or a v1 file converted to lines: `legacy`), and its object lines
+    /// (encoded key, entry) sorted by key.
     base: Vec<u8>,
-    lines: Vec<Line>,
+    lines: Vec<(Range<usize>, Entry)>,
     legacy: bool,
-    /// The journal's valid records, and its changes: encoded key → revision and object JSON
-    /// (a range of `journal`), or `None` when deleted.
+    /// The journal's valid records, and its changes by encoded key (`None`: deleted).
     journal: Vec<u8>,
-    overlay: BTreeMap<Vec<u8>, Option<(u64, Range<usize>)>>,
+    overlay: BTreeMap<Vec<u8>, Option<Entry>>,
 }
 
 impl State {
@@ -126,64 +147,154 @@ impl State {
         }
     }
 
-    /// The revision and JSON of `key` (encoded), if present.
-    fn lookup(&self, key: &[u8]) -> Option<(u64, &[u8])> {
+    fn bytes(&self, span: &Span) -> &[u8] {
+        match span.0 {
+            Src::Base => &self.base[span.1.clone()],
+            Src::Journal => &self.journal[span.1.clone()],
+        }
+    }
+
+    fn concat(&self, spans: &[Span]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(spans.iter().map(|s| s.1.len()).sum());
+        for s in spans {
+            out.extend_from_slice(self.bytes(s));
+        }
+        out
+    }
+
+    /// The entry of `key` (encoded), if present.
+    fn lookup(&self, key: &[u8]) -> Option<&Entry> {
         if let Some(change) = self.overlay.get(key) {
-            return change
-                .as_ref()
-                .map(|(rev, r)| (*rev, &self.journal[r.clone()]));
+            return change.as_ref();
         }
         let i = self
             .lines
-            .binary_search_by(|l| self.base[l.key.clone()].cmp(key))
+            .binary_search_by(|(k, _)| self.base[k.clone()].cmp(key))
             .ok()?;
-        let l = &self.lines[i];
-        Some((l.rev, &self.base[l.json.clone()]))
+        Some(&self.lines[i].1)
     }
 
-    /// Every object of `kind`: encoded key, revision, JSON.
-    fn of_kind(&self, kind: &str) -> Vec<(&[u8], u64, &[u8])> {
+    /// Every object of `kind`: encoded key and entry.
+    fn of_kind(&self, kind: &str) -> Vec<(&[u8], &Entry)> {
         let mut prefix = Vec::new();
         escape_into(&mut prefix, kind);
         prefix.push(b'\t');
         let start = self
             .lines
-            .partition_point(|l| self.base[l.key.clone()] < prefix[..]);
-        let mut out: Vec<(&[u8], u64, &[u8])> = self.lines[start..]
+            .partition_point(|(k, _)| self.base[k.clone()] < prefix[..]);
+        let mut out: Vec<(&[u8], &Entry)> = self.lines[start..]
             .iter()
-            .map(|l| (&self.base[l.key.clone()], l))
+            .map(|(k, e)| (&self.base[k.clone()], e))
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(k, _)| !self.overlay.contains_key(*k))
-            .map(|(k, l)| (k, l.rev, &self.base[l.json.clone()]))
             .collect();
         for (k, change) in self.overlay.range(prefix.clone()..) {
             if !k.starts_with(&prefix) {
                 break;
             }
-            if let Some((rev, r)) = change {
-                out.push((k, *rev, &self.journal[r.clone()]));
+            if let Some(e) = change {
+                out.push((k, e));
             }
         }
         out
     }
 
-    /// Every object, sorted by encoded key.
-    fn all(&self) -> Vec<(&[u8], u64, &[u8])> {
-        let mut out: Vec<(&[u8], u64, &[u8])> = self
+    /// Every object, sorted by encoded key: key, revision, JSON, extra.
+    fn all(&self) -> Vec<Flat> {
+        let mut out: Vec<Flat> = self
             .lines
             .iter()
-            .map(|l| (&self.base[l.key.clone()], l))
+            .map(|(k, e)| (&self.base[k.clone()], e))
             .filter(|(k, _)| !self.overlay.contains_key(*k))
-            .map(|(k, l)| (k, l.rev, &self.base[l.json.clone()]))
+            .chain(
+                self.overlay
+                    .iter()
+                    .filter_map(|(k, e)| e.as_ref().map(|e| (&k[..], e))),
+            )
+            .map(|(k, e)| {
+                (
+                    k.to_vec(),
+                    e.rev,
+                    self.bytes(&e.json).to_vec(),
+                    self.concat(&e.extra),
+                )
+            })
             .collect();
-        for (k, change) in &self.overlay {
-            if let Some((rev, r)) = change {
-                out.push((k, *rev, &self.journal[r.clone()]));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(b.0));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// The spans covering bytes `range` of the field made of `spans`.
+fn cut(spans: &[Span], range: Range<usize>) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (src, r) in spans {
+        let (start, end) = (at, at + r.len());
+        at = end;
+        let lo = range.start.max(start);
+        let hi = range.end.min(end);
+        if lo < hi {
+            out.push((*src, r.start + (lo - start)..r.start + (hi - start)));
+        }
+    }
+    out
+}
+
+/// Splits the object's JSON into the JSON without `status.allocatedIPs` and that field
+/// escaped (the one field that grows with a pool's allocations).
+fn split_object(object: &Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+    let mut value = object.to_value();
+    let mut extra = Vec::new();
+    if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
+        match status.remove("allocatedIPs") {
+            Some(Value::String(s)) => {
+                extra.push(b's');
+                escape_into(&mut extra, &s);
+            }
+            Some(other) => {
+                status.insert("allocatedIPs".into(), other);
+            }
+            None => {}
+        }
+    }
+    Ok((serde_json::to_vec(&value)?, extra))
+}
+
+/// Undoes [`escape_into`].
+fn unescape(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The positions of the first `n` TABs of `line` (fewer if it has fewer).
+fn tabs(line: &str, n: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0;
+    while out.len() < n {
+        match line[at..].find('\t') {
+            Some(p) => {
+                out.push(at + p);
+                at += p + 1;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Appends `s` with `%`, TAB and newline escaped, so that key fields split on TAB.
@@ -221,10 +332,6 @@ fn checksum(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// Writes the store revision into the object's `metadata.resourceVersion`.
@@ -417,42 +524,43 @@ impl LocalStore {
             .get("objects")
             .and_then(Value::as_u64)
             .ok_or_else(|| corrupt("header: missing objects".into()))?;
-        let mut lines = Vec::with_capacity(count as usize);
+        let text = std::str::from_utf8(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut lines: Vec<(Range<usize>, Entry)> = Vec::with_capacity(count as usize);
         let mut at = first.len() + 1;
-        while at < bytes.len() {
-            let n = lines.len() + 1;
-            let end = bytes[at..]
-                .iter()
-                .position(|b| *b == b'\n')
+        while at < text.len() {
+            let n = lines.len() + 2;
+            let end = text[at..]
+                .find('\n')
                 .map(|p| at + p)
-                .ok_or_else(|| corrupt(format!("line {}: not terminated", n + 1)))?;
-            let line = &bytes[at..end];
-            // kind, namespace, name, revision, object.
-            let tabs: Vec<usize> = line
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\t')
-                .map(|(i, _)| i)
-                .take(4)
-                .collect();
-            let [_, _, t3, t4] = tabs[..] else {
-                return Err(corrupt(format!("line {}: not an object line", n + 1)));
+                .ok_or_else(|| corrupt(format!("line {n}: not terminated")))?;
+            let line = &text[at..end];
+            // kind, namespace, name, revision, object, extra.
+            let t = tabs(line, 5);
+            let [_, _, t3, t4, t5] = t[..] else {
+                return Err(corrupt(format!("line {n}: not an object line")));
             };
-            let rev = parse_u64(&line[t3 + 1..t4])
+            let rev = line[t3 + 1..t4]
+                .parse::<u64>()
+                .ok()
                 .filter(|r| *r <= revision)
-                .ok_or_else(|| corrupt(format!("line {}: bad revision", n + 1)))?;
-            let l = Line {
-                key: at..at + t3,
-                rev,
-                json: at + t4 + 1..end,
-            };
-            if let Some(prev) = lines.last() {
-                let prev: &Line = prev;
-                if bytes[prev.key.clone()] >= bytes[l.key.clone()] {
-                    return Err(corrupt(format!("line {}: keys out of order", n + 1)));
+                .ok_or_else(|| corrupt(format!("line {n}: bad revision")))?;
+            let key = at..at + t3;
+            if let Some((prev, _)) = lines.last() {
+                if bytes[prev.clone()] >= bytes[key.clone()] {
+                    return Err(corrupt(format!("line {n}: keys out of order")));
                 }
             }
-            lines.push(l);
+            let extra = at + t5 + 1..end;
+            let entry = Entry {
+                rev,
+                json: (Src::Base, at + t4 + 1..at + t5),
+                extra: if extra.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(Src::Base, extra)]
+                },
+            };
+            lines.push((key, entry));
             at = end + 1;
         }
         if lines.len() as u64 != count {
@@ -511,19 +619,22 @@ impl LocalStore {
                     "objects[{i}]: revision {rev} beyond the store revision {revision}"
                 )));
             }
-            let json =
-                serde_json::to_vec(&object.to_value()).map_err(|e| corrupt(e.to_string()))?;
+            let (json, extra) = split_object(&object).map_err(|e| corrupt(e.to_string()))?;
             if objects
-                .insert(encode_key(&Key::of(&object)), (rev, json))
+                .insert(encode_key(&Key::of(&object)), (rev, json, extra))
                 .is_some()
             {
                 return Err(corrupt(format!("objects[{i}]: duplicate key")));
             }
         }
-        let (base, lines) = snapshot_lines(objects.iter().map(|(k, (r, j))| (&k[..], *r, &j[..])));
+        let objects: Vec<_> = objects
+            .into_iter()
+            .map(|(k, (r, j, x))| (k, r, j, x))
+            .collect();
+        let mut base = Vec::new();
+        state.lines = snapshot_body(&objects, &mut base);
         state.revision = revision;
         state.base = base;
-        state.lines = lines;
         state.legacy = true;
         Ok(())
     }
@@ -534,47 +645,78 @@ impl LocalStore {
         state: &mut State,
         writes: Vec<Write>,
     ) -> Result<u64, spiderpool_core::Error> {
+        let storage = |e: serde_json::Error| spiderpool_core::Error::Storage {
+            store: self.dir.display().to_string(),
+            reason: e.to_string(),
+        };
         let mut keys = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = w.key();
             let encoded = encode_key(&key);
-            if keys.iter().any(|(k, _)| k == &encoded) {
+            if keys.iter().any(|k| k == &encoded) {
                 return Err(spiderpool_core::Error::Unsupported {
                     what: format!("two writes to {key} in one commit"),
                 });
             }
-            check(w, &key, state.lookup(&encoded).map(|(r, _)| r))?;
-            keys.push((encoded, key));
+            check(w, &key, state.lookup(&encoded).map(|e| e.rev))?;
+            keys.push(encoded);
         }
         let before = state.revision;
+        // The record's body, and per change where its parts are in the body.
         let mut body = Vec::new();
-        let mut changes = Vec::with_capacity(writes.len());
-        for (i, (w, (encoded, _))) in writes.into_iter().zip(keys).enumerate() {
+        let mut changes: Vec<(Vec<u8>, Option<BodyEntry>)> = Vec::with_capacity(writes.len());
+        for (i, (w, encoded)) in writes.into_iter().zip(keys).enumerate() {
             let rev = before + i as u64 + 1;
-            match w {
-                Write::Create(o) | Write::Update { object: o, .. } => {
-                    let json =
-                        serde_json::to_vec(&with_revision(o, rev).to_value()).map_err(|e| {
-                            spiderpool_core::Error::Storage {
-                                store: self.dir.display().to_string(),
-                                reason: e.to_string(),
-                            }
-                        })?;
-                    body.extend_from_slice(b"+\t");
-                    body.extend_from_slice(&encoded);
-                    body.extend_from_slice(format!("\t{rev}\t").as_bytes());
-                    let start = body.len();
-                    body.extend_from_slice(&json);
-                    changes.push((encoded, Some((rev, start..body.len()))));
-                    body.push(b'\n');
-                }
+            let object = match w {
+                Write::Create(o) | Write::Update { object: o, .. } => o,
                 Write::Delete { .. } => {
                     body.extend_from_slice(b"-\t");
                     body.extend_from_slice(&encoded);
                     body.extend_from_slice(format!("\t{rev}\n").as_bytes());
                     changes.push((encoded, None));
+                    continue;
                 }
-            }
+            };
+            let (json, extra) = split_object(&with_revision(object, rev)).map_err(storage)?;
+            let old = state
+                .lookup(&encoded)
+                .map(|e| state.concat(&e.extra))
+                .unwrap_or_default();
+            let prefix = old.iter().zip(&extra).take_while(|(a, b)| a == b).count();
+            let room = old.len().min(extra.len()) - prefix;
+            let suffix = old
+                .iter()
+                .rev()
+                .zip(extra.iter().rev())
+                .take(room)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let mid = prefix..extra.len() - suffix;
+            let patch = !old.is_empty() && mid.len() < extra.len() / 2;
+            body.extend_from_slice(if patch { b"~\t" } else { b"+\t" });
+            body.extend_from_slice(&encoded);
+            body.extend_from_slice(format!("\t{rev}\t").as_bytes());
+            let j = body.len();
+            body.extend_from_slice(&json);
+            let json_range = j..body.len();
+            let extra_part = if patch {
+                body.extend_from_slice(format!("\t{prefix}\t{suffix}\t").as_bytes());
+                let m = body.len();
+                body.extend_from_slice(&extra[mid]);
+                BodyExtra::Patch {
+                    prefix,
+                    suffix,
+                    old_len: old.len(),
+                    mid: m..body.len(),
+                }
+            } else {
+                body.push(b'\t');
+                let m = body.len();
+                body.extend_from_slice(&extra);
+                BodyExtra::Full(m..body.len())
+            };
+            body.push(b'\n');
+            changes.push((encoded, Some((rev, json_range, extra_part))));
         }
         let count = changes.len() as u64;
         if count == 0 {
@@ -585,32 +727,63 @@ impl LocalStore {
             body.len(),
             checksum(&body)
         );
+        // The changes as entries over the journal once the record is appended at `offset`.
         let journal_len = state.journal.len();
+        let offset = journal_len + header.len();
+        let entries: Vec<(Vec<u8>, Option<Entry>)> = changes
+            .into_iter()
+            .map(|(k, change)| {
+                let entry = change.map(|(rev, json, extra)| {
+                    let shift = |r: Range<usize>| r.start + offset..r.end + offset;
+                    let extra = match extra {
+                        BodyExtra::Full(r) if r.is_empty() => Vec::new(),
+                        BodyExtra::Full(r) => vec![(Src::Journal, shift(r))],
+                        BodyExtra::Patch {
+                            prefix,
+                            suffix,
+                            old_len,
+                            mid,
+                        } => {
+                            let old = state
+                                .lookup(&k)
+                                .map(|e| e.extra.clone())
+                                .unwrap_or_default();
+                            let mut spans = cut(&old, 0..prefix);
+                            if !mid.is_empty() {
+                                spans.push((Src::Journal, shift(mid)));
+                            }
+                            spans.extend(cut(&old, old_len - suffix..old_len));
+                            spans
+                        }
+                    };
+                    Entry {
+                        rev,
+                        json: (Src::Journal, shift(json)),
+                        extra,
+                    }
+                });
+                (k, entry)
+            })
+            .collect();
         let compact = state.legacy
             || state.snapshot_id.is_none()
             || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len());
+        let mut record = header.into_bytes();
+        record.extend_from_slice(&body);
+        // The record joins the in-memory journal first (the entries point into it); if writing
+        // it fails, the caller drops the whole state.
+        state.journal.extend_from_slice(&record);
+        for (k, e) in entries {
+            state.overlay.insert(k, e);
+        }
+        state.revision = before + count;
         if compact {
             // The first write, a v1 file, or a journal larger than the snapshot: fold
             // everything into a new snapshot; the state is read again next time.
-            let mut all: BTreeMap<Vec<u8>, (u64, Vec<u8>)> = state
-                .all()
-                .into_iter()
-                .map(|(k, r, j)| (k.to_vec(), (r, j.to_vec())))
-                .collect();
-            for (k, change) in changes {
-                match change {
-                    Some((rev, r)) => {
-                        all.insert(k, (rev, body[r].to_vec()));
-                    }
-                    None => {
-                        all.remove(&k);
-                    }
-                }
-            }
-            self.save_snapshot(before + count, &all)?;
+            self.save_snapshot(state.revision, &state.all())?;
             state.snapshot_id = None;
             state.journal_id = None;
-            return Ok(before + count);
+            return Ok(state.revision);
         }
         let jpath = self.dir.join(JOURNAL);
         let io = |source| Error::Io {
@@ -633,31 +806,19 @@ impl LocalStore {
             file.set_len(journal_len as u64).map_err(io)?;
         }
         file.seek(SeekFrom::Start(journal_len as u64)).map_err(io)?;
-        let mut record = header.into_bytes();
-        let offset = journal_len + record.len();
-        record.extend_from_slice(&body);
         file.write_all(&record).map_err(io)?;
         file.sync_data().map_err(io)?;
-        state.journal.extend_from_slice(&record);
-        for (k, change) in changes {
-            let change = change.map(|(rev, r)| (rev, r.start + offset..r.end + offset));
-            state.overlay.insert(k, change);
-        }
-        state.revision = before + count;
         state.journal_id = file_id(&jpath)?;
         Ok(state.revision)
     }
 
     /// Writes a new snapshot atomically and empties the journal.
-    fn save_snapshot(
-        &self,
-        revision: u64,
-        objects: &BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
-    ) -> Result<(), Error> {
-        let bytes = snapshot_with_header(
-            revision,
-            objects.iter().map(|(k, (r, j))| (&k[..], *r, &j[..])),
-        );
+    fn save_snapshot(&self, revision: u64, objects: &[Flat]) -> Result<(), Error> {
+        let header =
+            serde_json::json!({"format": FORMAT, "revision": revision, "objects": objects.len()});
+        let mut bytes = header.to_string().into_bytes();
+        bytes.push(b'\n');
+        snapshot_body(objects, &mut bytes);
         let tmp = self.dir.join(TEMP);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -695,23 +856,55 @@ impl LocalStore {
         Ok(())
     }
 
-    fn decode(&self, key: &[u8], rev: u64, json: &[u8]) -> Result<Stored, spiderpool_core::Error> {
+    fn decode(
+        &self,
+        state: &State,
+        key: &[u8],
+        e: &Entry,
+    ) -> Result<Stored, spiderpool_core::Error> {
         let name = String::from_utf8_lossy(key).replace('\t', " ");
         let corrupt = |reason: String| Error::Corrupt {
             path: self.dir.join(DATA),
             reason: format!("{name}: {reason}"),
         };
-        let value: Value = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+        let mut value: Value =
+            serde_json::from_slice(state.bytes(&e.json)).map_err(|e| corrupt(e.to_string()))?;
+        if !e.extra.is_empty() {
+            let extra = state.concat(&e.extra);
+            let field = extra
+                .strip_prefix(b"s")
+                .and_then(unescape)
+                .ok_or_else(|| corrupt("bad status.allocatedIPs".into()))?;
+            value
+                .get_mut("status")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| corrupt("status.allocatedIPs without a status".into()))?
+                .insert("allocatedIPs".into(), Value::String(field));
+        }
         let object = object_from_value(&name, value).map_err(|e| corrupt(e.to_string()))?;
         if encode_key(&Key::of(&object)) != key {
             return Err(corrupt("the object does not match its key".into()).into());
         }
         Ok(Stored {
             object,
-            revision: Revision(rev.to_string()),
+            revision: Revision(e.rev.to_string()),
         })
     }
 }
+
+/// Where a change's extra field is in a record body.
+enum BodyExtra {
+    Full(Range<usize>),
+    Patch {
+        prefix: usize,
+        suffix: usize,
+        old_len: usize,
+        mid: Range<usize>,
+    },
+}
+
+/// A put in a record body: revision, JSON range, extra field.
+type BodyEntry = (u64, Range<usize>, BodyExtra);
 
 fn fsync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
@@ -722,41 +915,34 @@ fn fsync_dir(dir: &Path) -> Result<(), Error> {
         })
 }
 
-/// Object lines (sorted by key) and their index.
-fn snapshot_lines<'a>(
-    objects: impl Iterator<Item = (&'a [u8], u64, &'a [u8])>,
-) -> (Vec<u8>, Vec<Line>) {
-    let mut out = Vec::new();
-    let mut lines = Vec::new();
-    for (k, rev, json) in objects {
+/// Appends object lines (sorted by key) to `out`; returns their index over `out`.
+fn snapshot_body(objects: &[Flat], out: &mut Vec<u8>) -> Vec<(Range<usize>, Entry)> {
+    let mut lines = Vec::with_capacity(objects.len());
+    for (k, rev, json, extra) in objects {
         let start = out.len();
         out.extend_from_slice(k);
         let key = start..out.len();
         out.extend_from_slice(format!("\t{rev}\t").as_bytes());
         let j = out.len();
         out.extend_from_slice(json);
-        lines.push(Line {
-            key,
-            rev,
-            json: j..out.len(),
-        });
+        let json = j..out.len();
+        out.push(b'\t');
+        let x = out.len();
+        out.extend_from_slice(extra);
+        let extra = if extra.is_empty() {
+            Vec::new()
+        } else {
+            vec![(Src::Base, x..out.len())]
+        };
         out.push(b'\n');
+        let entry = Entry {
+            rev: *rev,
+            json: (Src::Base, json),
+            extra,
+        };
+        lines.push((key, entry));
     }
-    (out, lines)
-}
-
-/// A v2 snapshot file: the header line, then the object lines.
-fn snapshot_with_header<'a>(
-    revision: u64,
-    objects: impl ExactSizeIterator<Item = (&'a [u8], u64, &'a [u8])>,
-) -> Vec<u8> {
-    let header =
-        serde_json::json!({"format": FORMAT, "revision": revision, "objects": objects.len()});
-    let mut out = header.to_string().into_bytes();
-    out.push(b'\n');
-    let (body, _) = snapshot_lines(objects);
-    out.extend_from_slice(&body);
-    out
+    lines
 }
 
 /// Replays the journal's records over the snapshot.
@@ -765,73 +951,101 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
         path: path.to_path_buf(),
         reason: format!("byte {at}: {reason}"),
     };
+    // Only whole records are valid UTF-8 for sure: check up to the last one later.
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
     let mut at = 0;
     let mut valid = 0;
-    let mut overlay = BTreeMap::new();
     let mut revision = state.revision;
     while at < bytes.len() {
-        let Some(nl) = bytes[at..].iter().position(|b| *b == b'\n') else {
+        let Some(nl) = text.get(at..).and_then(|t| t.find('\n')) else {
             break; // a header cut short: torn
         };
-        let header = &bytes[at..at + nl];
-        let fields: Vec<&[u8]> = header.split(|b| *b == b' ').collect();
-        let parsed = match (header.first(), &fields[..]) {
-            (Some(b'#'), [before, count, len, sum]) => parse_u64(&before[1..])
-                .zip(parse_u64(count))
-                .zip(parse_u64(len))
-                .zip(
-                    std::str::from_utf8(sum)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s, 16).ok()),
-                ),
+        let header = &text[at..at + nl];
+        let fields: Vec<&str> = header.split(' ').collect();
+        let parsed = match &fields[..] {
+            [before, count, len, sum] if before.starts_with('#') => before[1..]
+                .parse::<u64>()
+                .ok()
+                .zip(count.parse::<u64>().ok())
+                .zip(len.parse::<usize>().ok())
+                .zip(u64::from_str_radix(sum, 16).ok()),
             _ => None,
         };
         let Some((((before, count), len), sum)) = parsed else {
             return Err(corrupt(at, "not a journal record"));
         };
         let body_start = at + nl + 1;
-        let body_end = body_start.saturating_add(len as usize);
+        let body_end = body_start.saturating_add(len);
         if body_end > bytes.len() {
             break; // a body cut short: torn
         }
-        let body = &bytes[body_start..body_end];
-        if checksum(body) != sum {
+        if checksum(&bytes[body_start..body_end]) != sum {
             if body_end == bytes.len() {
                 break; // the last record, damaged by the crash that cut it: torn
             }
             return Err(corrupt(at, "checksum mismatch"));
         }
+        let Some(body) = text.get(body_start..body_end) else {
+            return Err(corrupt(at, "not UTF-8"));
+        };
         if before + count <= revision {
             // Already in the snapshot (a crash came between the snapshot and emptying us).
         } else if before == revision {
             let mut line_at = body_start;
-            for line in body.split(|b| *b == b'\n').take(count as usize) {
-                let fields: Vec<usize> = line
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'\t')
-                    .map(|(i, _)| i)
-                    .take(5)
-                    .collect();
+            for line in body.split_terminator('\n') {
                 revision += 1;
-                match (line.first(), &fields[..]) {
-                    (Some(b'+'), [_, _, _, t4, t5]) => {
-                        if parse_u64(&line[t4 + 1..*t5]) != Some(revision) {
-                            return Err(corrupt(line_at, "revision out of sequence"));
-                        }
-                        overlay.insert(
-                            line[2..*t4].to_vec(),
-                            Some((revision, line_at + t5 + 1..line_at + line.len())),
-                        );
+                let t = tabs(line, 8);
+                let rev_ok = |r: &str| r.parse::<u64>().ok() == Some(revision);
+                let span = |r: Range<usize>| (Src::Journal, line_at + r.start..line_at + r.end);
+                let change = match (line.as_bytes().first(), &t[..]) {
+                    (Some(b'+'), [_, _, _, t4, t5, t6]) if rev_ok(&line[t4 + 1..*t5]) => {
+                        let extra = t6 + 1..line.len();
+                        Some(Entry {
+                            rev: revision,
+                            json: span(t5 + 1..*t6),
+                            extra: if extra.is_empty() {
+                                Vec::new()
+                            } else {
+                                vec![span(extra)]
+                            },
+                        })
                     }
-                    (Some(b'-'), [_, _, _, t4]) => {
-                        if parse_u64(&line[t4 + 1..]) != Some(revision) {
-                            return Err(corrupt(line_at, "revision out of sequence"));
+                    (Some(b'~'), [_, _, _, t4, t5, t6, t7, t8]) if rev_ok(&line[t4 + 1..*t5]) => {
+                        let key = &line.as_bytes()[2..*t4];
+                        let old = state
+                            .overlay
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| state.lookup(key).cloned())
+                            .ok_or_else(|| corrupt(line_at, "a patch of a missing object"))?;
+                        let old_len: usize = old.extra.iter().map(|s| s.1.len()).sum();
+                        let prefix = line[t6 + 1..*t7].parse::<usize>().ok();
+                        let suffix = line[t7 + 1..*t8].parse::<usize>().ok();
+                        let (Some(prefix), Some(suffix)) = (prefix, suffix) else {
+                            return Err(corrupt(line_at, "a bad patch"));
+                        };
+                        if prefix + suffix > old_len {
+                            return Err(corrupt(line_at, "a patch beyond the object"));
                         }
-                        overlay.insert(line[2..*t4].to_vec(), None);
+                        let mut extra = cut(&old.extra, 0..prefix);
+                        if t8 + 1 < line.len() {
+                            extra.push(span(t8 + 1..line.len()));
+                        }
+                        extra.extend(cut(&old.extra, old_len - suffix..old_len));
+                        Some(Entry {
+                            rev: revision,
+                            json: span(t5 + 1..*t6),
+                            extra,
+                        })
                     }
-                    _ => return Err(corrupt(line_at, "not a change")),
-                }
+                    (Some(b'-'), [_, _, _, t4]) if rev_ok(&line[t4 + 1..]) => None,
+                    _ => return Err(corrupt(line_at, "not a change in sequence")),
+                };
+                let key = line.get(2..t[3]).unwrap_or_default().as_bytes().to_vec();
+                state.overlay.insert(key, change);
                 line_at += line.len() + 1;
             }
             if revision != before + count {
@@ -850,7 +1064,6 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
     bytes.truncate(valid);
     state.revision = revision;
     state.journal = bytes;
-    state.overlay = overlay;
     Ok(())
 }
 
@@ -860,7 +1073,7 @@ impl Store for LocalStore {
         self.with_state(|s, me| {
             let encoded = encode_key(key);
             s.lookup(&encoded)
-                .map(|(rev, json)| me.decode(&encoded, rev, json))
+                .map(|e| me.decode(s, &encoded, e))
                 .transpose()
         })
     }
@@ -870,7 +1083,7 @@ impl Store for LocalStore {
             let mut out = s
                 .of_kind(kind)
                 .into_iter()
-                .map(|(k, rev, json)| me.decode(k, rev, json))
+                .map(|(k, e)| me.decode(s, k, e))
                 .collect::<Result<Vec<_>, _>>()?;
             out.sort_by_cached_key(|s| Key::of(&s.object));
             Ok(out)

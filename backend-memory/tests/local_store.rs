@@ -229,3 +229,74 @@ fn a_torn_last_record_is_ignored_and_a_damaged_one_refused() {
         "the journal was modified"
     );
 }
+
+#[test]
+fn a_large_field_is_journaled_as_a_patch_and_replayed_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    let mut p = pool("p", "subnet: 10.0.0.0/24");
+    block_on_ready(store.create(Object::IpPool(p.clone()))).unwrap();
+    // Records inserted at the front, the back and the middle; characters the files escape.
+    let mut records: Vec<String> = Vec::new();
+    for i in 0..40 {
+        let at = [0, records.len(), records.len() / 2][i % 3];
+        records.insert(at, format!("r{i}:%09\t\n\r%{}", "x".repeat(200)));
+        p.status.allocated_ips = Some(records.concat());
+        let key = Key::pool("p");
+        let current = block_on_ready(store.get(&key)).unwrap().unwrap();
+        block_on_ready(store.update(Object::IpPool(p.clone()), &current.revision)).unwrap();
+        let fresh = LocalStore::open(store.dir()).unwrap();
+        let Object::IpPool(got) = block_on_ready(fresh.get(&key)).unwrap().unwrap().object else {
+            panic!("not a pool")
+        };
+        assert_eq!(
+            got.status.allocated_ips, p.status.allocated_ips,
+            "after {i}"
+        );
+    }
+    let journal = std::fs::metadata(store.dir().join("store.journal"))
+        .unwrap()
+        .len();
+    let snapshot = std::fs::metadata(store.dir().join("store.json"))
+        .unwrap()
+        .len();
+    // 40 updates of a field of up to 9 KB: patches, not copies.
+    assert!(
+        journal < 40 * 1024,
+        "journal {journal} bytes, snapshot {snapshot}"
+    );
+}
+
+#[test]
+fn a_journal_larger_than_the_snapshot_is_folded_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    let mut p = pool("p", "subnet: 10.0.0.0/24");
+    block_on_ready(store.create(Object::IpPool(p.clone()))).unwrap();
+    block_on_ready(store.create(Object::IpPool(pool("q", "subnet: 10.1.0.0/24")))).unwrap();
+    let key = Key::pool("p");
+    let mut folded = false;
+    for i in 0..12 {
+        // Whole new contents (full records), then a small change (a patch).
+        let big = format!("{i}").repeat(300_000);
+        for value in [big.clone(), format!("{big}+{i}")] {
+            p.status.allocated_ips = Some(value);
+            let current = block_on_ready(store.get(&key)).unwrap().unwrap();
+            block_on_ready(store.update(Object::IpPool(p.clone()), &current.revision)).unwrap();
+        }
+        let journal = std::fs::metadata(store.dir().join("store.journal"))
+            .unwrap()
+            .len();
+        folded |= journal < 300_000;
+        let fresh = LocalStore::open(store.dir()).unwrap();
+        let Object::IpPool(got) = block_on_ready(fresh.get(&key)).unwrap().unwrap().object else {
+            panic!("not a pool")
+        };
+        assert_eq!(
+            got.status.allocated_ips, p.status.allocated_ips,
+            "after {i}"
+        );
+        assert_eq!(block_on_ready(fresh.list("SpiderIPPool")).unwrap().len(), 2);
+    }
+    assert!(folded, "the journal was never folded into the snapshot");
+}
