@@ -53,7 +53,26 @@ pub struct Snapshot {
     pub reserved: Vec<SpiderReservedIP>,
     /// The pod's SpiderEndpoint, if any, with its revision.
     pub endpoint: Option<(SpiderEndpoint, Revision)>,
+    /// How many times this decision has been retried after a conflict ([`crate::ipam`] sets
+    /// it). 0 takes the lowest free address, as Spiderpool does; a retry takes a free address
+    /// a little further ([`spread`]), so that allocators that met on the lowest one spread out.
+    pub attempt: u32,
     catalog: OnceLock<PoolCatalog>,
+}
+
+/// How many free addresses a new allocation skips: none on the first try; on retry `attempt`
+/// a number from the pod uid, the NIC and the attempt below a window that doubles with each
+/// retry (64, 128, … 2048), so that concurrent allocators of one pool pick different
+/// addresses with high probability and never all the same one.
+pub fn spread(attempt: u32, uid: &str, nic: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if attempt == 0 {
+        return 0;
+    }
+    let window = 64u64 << (attempt - 1).min(5);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (uid, nic, attempt).hash(&mut h);
+    h.finish() % window
 }
 
 impl Snapshot {
@@ -221,6 +240,7 @@ impl<'a> Planner<'a> {
                 reason: "not found".into(),
             }));
         }
+        let skip = spread(self.snap.attempt, uid, nic);
         let Planner { work, reserved, .. } = self;
         let Some(w) = work.get_mut(pool_name) else {
             return Ok(Err(Rejection::Corrupt {
@@ -248,7 +268,7 @@ impl<'a> Planner<'a> {
         let rec = Arc::new(record(record_pod, uid, nic));
         Ok(w.p
             .index
-            .allocate(rec, reserved, &mut w.p.journal)
+            .allocate_spread(rec, reserved, skip, &mut w.p.journal)
             .map(|ip| (ip, prefix, gateway)))
     }
 

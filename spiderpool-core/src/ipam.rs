@@ -239,6 +239,11 @@ impl<S: Store> Ipam<S> {
                 Some(snap) => Ok(snap),
                 None => self.snapshot(namespace, endpoint).await,
             };
+            // A retry after a conflict spreads new allocations over the free addresses.
+            let snap = snap.map(|mut s| {
+                s.attempt = attempt;
+                s
+            });
             let mut written: Vec<Key> = Vec::new();
             let planned = snap.and_then(|s| {
                 let mut cache = self.lock_indexes();

@@ -227,7 +227,47 @@ impl PoolIndex {
         reserved: &IpSet,
         journal: &mut Vec<Change>,
     ) -> Result<IpAddr, Rejection> {
-        let Some(addr) = self.lowest_free(reserved) else {
+        self.allocate_spread(record, reserved, 0, journal)
+    }
+
+    /// The free, unreserved address `skip` places after the lowest one (the highest one when
+    /// there are fewer). Work: one lookup per address skipped.
+    pub fn nth_free(&self, reserved: &IpSet, skip: u64) -> Option<IpAddr> {
+        let mut found = self.lowest_free(reserved)?;
+        for _ in 0..skip {
+            let mut next = match found {
+                IpAddr::V4(a) => u32::from(a)
+                    .checked_add(1)
+                    .map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
+                IpAddr::V6(a) => u128::from(a)
+                    .checked_add(1)
+                    .map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
+            };
+            let candidate = loop {
+                let Some(c) = next.and_then(|c| self.free.next_at_or_after(c)) else {
+                    return Some(found);
+                };
+                if !reserved.contains(c) {
+                    break c;
+                }
+                next = reserved.next_absent_at_or_after(c);
+            };
+            found = candidate;
+        }
+        Some(found)
+    }
+
+    /// Like [`PoolIndex::allocate`], but takes the free address `skip` places after the lowest
+    /// ([`PoolIndex::nth_free`]): retries after a conflict use it so that concurrent
+    /// allocators do not all chase the same lowest free address.
+    pub fn allocate_spread(
+        &mut self,
+        record: Arc<PoolIPAllocation>,
+        reserved: &IpSet,
+        skip: u64,
+        journal: &mut Vec<Change>,
+    ) -> Result<IpAddr, Rejection> {
+        let Some(addr) = self.nth_free(reserved, skip) else {
             return Err(self.exhaustion());
         };
         let old = self.set(addr, Some(Held::new(record)));
@@ -550,4 +590,48 @@ impl PoolIndexes {
 /// decoding it.
 fn matches(e: &Entry, pool: &SpiderIPPool) -> bool {
     e.spec == pool.spec && e.status == pool.status.allocated_ips
+}
+
+#[cfg(test)]
+mod spread_tests {
+    use super::*;
+    use crate::ip::IpRange;
+    use crate::model::IPPoolSpec;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nth_free_skips_allocated_and_reserved_and_stops_at_the_last() {
+        let spec = IPPoolSpec {
+            subnet: "10.0.0.0/24".into(),
+            ips: vec!["10.0.0.1-10.0.0.10".into()],
+            ..IPPoolSpec::default()
+        };
+        let mut index = PoolIndex::empty(&spec).unwrap();
+        let mut reserved = IpSet::new(IpFamily::V4);
+        reserved.insert_range(&IpRange::new(ip("10.0.0.3"), ip("10.0.0.4")).unwrap());
+        let mut journal = Vec::new();
+        let rec = |n: u32| {
+            Arc::new(PoolIPAllocation {
+                pod: format!("ns/p{n}"),
+                pod_uid: format!("u{n}"),
+                interface: Some("eth0".into()),
+                extra: Default::default(),
+            })
+        };
+        assert_eq!(
+            index.allocate(rec(1), &reserved, &mut journal),
+            Ok(ip("10.0.0.1"))
+        );
+        assert_eq!(index.nth_free(&reserved, 0), Some(ip("10.0.0.2")));
+        assert_eq!(index.nth_free(&reserved, 1), Some(ip("10.0.0.5")));
+        assert_eq!(index.nth_free(&reserved, 100), Some(ip("10.0.0.10")));
+        assert_eq!(
+            index.allocate_spread(rec(2), &reserved, 2, &mut journal),
+            Ok(ip("10.0.0.6"))
+        );
+        assert_eq!(index.nth_free(&reserved, 2), Some(ip("10.0.0.7")));
+    }
 }
