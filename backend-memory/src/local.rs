@@ -53,8 +53,12 @@ const DATA: &str = "store.json";
 const JOURNAL: &str = "store.journal";
 const LOCK: &str = "store.lock";
 const TEMP: &str = ".store.json.tmp";
-/// The journal is folded into a new snapshot once it is larger than this and the snapshot.
+/// The journal is folded into a new snapshot once it is larger than this and the snapshot,
+/// or holds more records than `MAX_RECORDS` (each patch adds pieces to replay).
 const MIN_COMPACT_BYTES: usize = 1 << 20;
+const MAX_RECORDS: usize = 512;
+/// A field in more pieces than this is rebuilt in one piece.
+const MAX_PIECES: usize = 64;
 
 /// The local file store. See the module docs for the on-disk layout and guarantees.
 #[derive(Debug, Clone)]
@@ -102,6 +106,8 @@ type Flat = (Vec<u8>, u64, Vec<u8>, Vec<u8>);
 enum Src {
     Base,
     Journal,
+    /// Fields rebuilt in memory when a long run of patches left them in many pieces.
+    Scratch,
 }
 
 /// A byte range of the snapshot or the journal.
@@ -130,7 +136,9 @@ struct State {
     legacy: bool,
     /// The journal's valid records, and its changes by encoded key (`None`: deleted).
     journal: Vec<u8>,
+    records: usize,
     overlay: BTreeMap<Vec<u8>, Option<Entry>>,
+    scratch: Vec<u8>,
 }
 
 impl State {
@@ -143,7 +151,9 @@ impl State {
             lines: Vec::new(),
             legacy: false,
             journal: Vec::new(),
+            records: 0,
             overlay: BTreeMap::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -151,7 +161,21 @@ impl State {
         match span.0 {
             Src::Base => &self.base[span.1.clone()],
             Src::Journal => &self.journal[span.1.clone()],
+            Src::Scratch => &self.scratch[span.1.clone()],
         }
+    }
+
+    /// Sets the entry of `key`, rebuilding a field left in too many pieces.
+    fn put(&mut self, key: Vec<u8>, mut entry: Option<Entry>) {
+        if let Some(e) = &mut entry {
+            if e.extra.len() > MAX_PIECES {
+                let bytes = self.concat(&e.extra);
+                let start = self.scratch.len();
+                self.scratch.extend_from_slice(&bytes);
+                e.extra = vec![(Src::Scratch, start..self.scratch.len())];
+            }
+        }
+        self.overlay.insert(key, entry);
     }
 
     fn concat(&self, spans: &[Span]) -> Vec<u8> {
@@ -767,6 +791,7 @@ impl LocalStore {
             .collect();
         let compact = state.legacy
             || state.snapshot_id.is_none()
+            || state.records >= MAX_RECORDS
             || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len());
         let mut record = header.into_bytes();
         record.extend_from_slice(&body);
@@ -774,8 +799,9 @@ impl LocalStore {
         // it fails, the caller drops the whole state.
         state.journal.extend_from_slice(&record);
         for (k, e) in entries {
-            state.overlay.insert(k, e);
+            state.put(k, e);
         }
+        state.records += 1;
         state.revision = before + count;
         if compact {
             // The first write, a v1 file, or a journal larger than the snapshot: fold
@@ -959,6 +985,8 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
     let mut at = 0;
     let mut valid = 0;
     let mut revision = state.revision;
+    // The fields' pieces point into the journal: it is in the state while replaying.
+    state.journal = bytes.clone();
     while at < bytes.len() {
         let Some(nl) = text.get(at..).and_then(|t| t.find('\n')) else {
             break; // a header cut short: torn
@@ -1045,12 +1073,13 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
                     _ => return Err(corrupt(line_at, "not a change in sequence")),
                 };
                 let key = line.get(2..t[3]).unwrap_or_default().as_bytes().to_vec();
-                state.overlay.insert(key, change);
+                state.put(key, change);
                 line_at += line.len() + 1;
             }
             if revision != before + count {
                 return Err(corrupt(at, "fewer changes than announced"));
             }
+            state.records += 1;
         } else {
             return Err(corrupt(
                 at,
