@@ -331,7 +331,11 @@ impl<'a> Planner<'a> {
         let mut keys: Vec<String> = index
             .held_by_uid(uid)
             .iter()
-            .filter(|a| index.get(**a).is_some_and(|h| h.record.pod == record_pod))
+            .filter(|a| {
+                index
+                    .get(**a)
+                    .is_some_and(|h| h.record.pod_uid == uid && h.record.pod == record_pod)
+            })
             .map(|a| index.key_of(*a))
             .collect();
         keys.sort();

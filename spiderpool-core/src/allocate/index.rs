@@ -54,8 +54,34 @@ pub struct PoolIndex {
     allocated: IpSet,
     free: IpSet,
     records: BTreeMap<IpAddr, Held>,
-    by_uid: HashMap<String, Vec<IpAddr>>,
-    by_pod: HashMap<String, Vec<IpAddr>>,
+    /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
+    /// collision costs a comparison, never a wrong answer).
+    by_uid: HashMap<u64, Addrs>,
+    /// Addresses by a hash of the record's pod name.
+    by_pod: HashMap<u64, Addrs>,
+}
+
+/// The addresses under one key: almost always one, without a heap allocation.
+#[derive(Debug, Clone)]
+enum Addrs {
+    One(IpAddr),
+    Many(Vec<IpAddr>),
+}
+
+impl Addrs {
+    fn as_slice(&self) -> &[IpAddr] {
+        match self {
+            Addrs::One(a) => std::slice::from_ref(a),
+            Addrs::Many(v) => v,
+        }
+    }
+}
+
+fn key_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 impl PoolIndex {
@@ -160,14 +186,16 @@ impl PoolIndex {
         }
     }
 
-    /// Addresses whose record has pod uid `uid`.
+    /// Addresses whose record has pod uid `uid`, and possibly a few others (check the
+    /// record).
     pub fn held_by_uid(&self, uid: &str) -> &[IpAddr] {
-        self.by_uid.get(uid).map_or(&[], Vec::as_slice)
+        self.by_uid.get(&key_hash(uid)).map_or(&[], Addrs::as_slice)
     }
 
-    /// Addresses whose record names pod `pod` (`namespace/name`).
+    /// Addresses whose record names pod `pod` (`namespace/name`), and possibly a few others
+    /// (check the record).
     pub fn held_by_pod(&self, pod: &str) -> &[IpAddr] {
-        self.by_pod.get(pod).map_or(&[], Vec::as_slice)
+        self.by_pod.get(&key_hash(pod)).map_or(&[], Addrs::as_slice)
     }
 
     /// The record a pod already holds for `nic`: the first, in `status.allocatedIPs` key order,
@@ -196,7 +224,7 @@ impl PoolIndex {
     /// The address Spiderpool hands out next: the lowest of `free − reserved`. Work: one
     /// lookup, plus one per run of reserved addresses skipped.
     pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
-        let mut cursor = self.free.first()?;
+        let mut cursor = self.free.min()?;
         loop {
             let candidate = self.free.next_at_or_after(cursor)?;
             if !reserved.contains(candidate) {
@@ -303,11 +331,11 @@ impl PoolIndex {
         }
         match (old.is_some(), self.records.contains_key(&addr)) {
             (false, true) => {
-                self.allocated.insert(addr);
+                self.allocated.insert_lazy(addr);
                 self.free.remove_lazy(addr);
             }
             (true, false) => {
-                self.allocated.remove(addr);
+                self.allocated.remove_lazy(addr);
                 if self.usable.contains(addr) {
                     self.free.insert_lazy(addr);
                 }
@@ -364,7 +392,7 @@ impl PoolIndex {
         if self.free != self.usable.difference(&self.allocated) {
             return Err("free set differs from usable − allocated".into());
         }
-        let count = |m: &HashMap<String, Vec<IpAddr>>| m.values().map(Vec::len).sum::<usize>();
+        let count = |m: &HashMap<u64, Addrs>| m.values().map(|a| a.as_slice().len()).sum::<usize>();
         if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
             return Err("uid or pod index out of step with the records".into());
         }
@@ -379,23 +407,36 @@ impl PoolIndex {
     }
 }
 
-fn push(map: &mut HashMap<String, Vec<IpAddr>>, key: &str, addr: IpAddr) {
-    match map.get_mut(key) {
-        Some(v) => v.push(addr),
-        None => {
-            map.insert(key.to_string(), vec![addr]);
+fn push(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
+    use std::collections::hash_map::Entry;
+    match map.entry(key_hash(key)) {
+        Entry::Vacant(e) => {
+            e.insert(Addrs::One(addr));
+        }
+        Entry::Occupied(mut e) => {
+            let slot = e.get_mut();
+            match slot {
+                Addrs::One(a) => *slot = Addrs::Many(vec![*a, addr]),
+                Addrs::Many(v) => v.push(addr),
+            }
         }
     }
 }
 
-fn pull(map: &mut HashMap<String, Vec<IpAddr>>, key: &str, addr: IpAddr) {
-    if let Some(v) = map.get_mut(key) {
-        if let Some(i) = v.iter().position(|a| *a == addr) {
-            v.swap_remove(i);
+fn pull(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
+    let h = key_hash(key);
+    let empty = match map.get_mut(&h) {
+        None => false,
+        Some(Addrs::One(a)) => *a == addr,
+        Some(Addrs::Many(v)) => {
+            if let Some(i) = v.iter().position(|a| *a == addr) {
+                v.swap_remove(i);
+            }
+            v.is_empty()
         }
-        if v.is_empty() {
-            map.remove(key);
-        }
+    };
+    if empty {
+        map.remove(&h);
     }
 }
 

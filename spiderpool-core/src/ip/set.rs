@@ -335,6 +335,16 @@ impl IpSet {
         }
     }
 
+    /// The lowest address, found by a lookup of the first chunk and its first container
+    /// (where [`IpSet::first`] builds a run iterator).
+    pub fn min(&self) -> Option<IpAddr> {
+        let off = match self.next_chunk(0)? {
+            (k, Chunk::Full) => k << CHUNK_BITS,
+            (k, Chunk::Bits(m)) => (k << CHUNK_BITS) | u128::from(m.min()?),
+        };
+        self.addr_at(off)
+    }
+
     /// The smallest offset at or after `cursor` that the set could hold.
     fn offset_at_or_after(&self, cursor: IpAddr) -> Option<u128> {
         if IpFamily::of(cursor) != self.family {
