@@ -75,8 +75,8 @@ for t in "${targets[@]}"; do
         >"$log" 2>&1
     status=$?
     set -e
-    runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
-    [ -n "$runs" ] || runs=$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+    runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1 || true)
+    [ -n "$runs" ] || runs=$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#' || true)
     found=0
     for f in "$scratch"/crash-* "$scratch"/timeout-* "$scratch"/oom-* "$scratch"/leak-*; do
         [ -e "$f" ] || continue
@@ -102,6 +102,6 @@ echo "== summary (logs in fuzz/target/fuzz-logs/)"
 printf '%s\n' "${summary[@]}"
 if [ "$new_crashes" -gt 0 ]; then
     echo "$new_crashes new reproducer(s) in fuzz/artifacts/: replay them with"
-    echo "  cargo test --manifest-path fuzz/Cargo.toml --test replay"
+    echo "  cargo test --manifest-path fuzz/Cargo.toml --no-default-features --test replay"
     exit 1
 fi
