@@ -30,8 +30,11 @@ pub use objects::{object_json, object_yaml};
 pub use range::range;
 pub use state_machine::state_machine;
 
+/// A target body: takes the input bytes, panics on a bug.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the folder under `corpus/` and `artifacts/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("range", range),
     ("ipset", ipset),
     ("object_json", object_json),

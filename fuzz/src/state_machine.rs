@@ -75,6 +75,9 @@ enum Op {
     Outage { k: u8 },
 }
 
+/// Addresses a pod holds, and the epoch they were given in.
+type Held = (Vec<IPAllocationDetail>, u32);
+
 enum Backend {
     Memory(Arc<MemoryStore>),
     Local(tempfile::TempDir),
@@ -88,7 +91,7 @@ struct World {
     /// Stateless pod k: uid and addresses held.
     stateless: BTreeMap<u8, (String, Option<Vec<IPAllocationDetail>>)>,
     /// Stateful ordinal: uid, addresses, and the epoch they were given in.
-    stateful: BTreeMap<u8, (String, Option<(Vec<IPAllocationDetail>, u32)>)>,
+    stateful: BTreeMap<u8, (String, Option<Held>)>,
     replicas: u8,
     uids: u32,
     /// Incremented whenever reserved addresses or the pool's range change.
