@@ -34,6 +34,8 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== fuzz corpus and crash reproducers, replayed on stable"
+cargo test --manifest-path fuzz/Cargo.toml --no-default-features
 echo "== demo"
 out=$(bash scripts/demo.sh examples/seeds/003-reserved-ip)
 echo "$out"

@@ -549,7 +549,9 @@ impl LocalStore {
             .and_then(Value::as_u64)
             .ok_or_else(|| corrupt("header: missing objects".into()))?;
         let text = std::str::from_utf8(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let mut lines: Vec<(Range<usize>, Entry)> = Vec::with_capacity(count as usize);
+        // The header's count is only a hint: never trust it for an allocation.
+        let mut lines: Vec<(Range<usize>, Entry)> =
+            Vec::with_capacity(usize::try_from(count.min(1 << 16)).unwrap_or(0));
         let mut at = first.len() + 1;
         while at < text.len() {
             let n = lines.len() + 2;
@@ -686,6 +688,13 @@ impl LocalStore {
             keys.push(encoded);
         }
         let before = state.revision;
+        if before.checked_add(writes.len() as u64 + 1).is_none() {
+            return Err(Error::Corrupt {
+                path: self.dir.join(DATA),
+                reason: format!("revision {before} leaves no room for another commit"),
+            }
+            .into());
+        }
         // The record's body, and per change where its parts are in the body.
         let mut body = Vec::new();
         let mut changes: Vec<(Vec<u8>, Option<BodyEntry>)> = Vec::with_capacity(writes.len());
@@ -1019,12 +1028,17 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
         let Some(body) = text.get(body_start..body_end) else {
             return Err(corrupt(at, "not UTF-8"));
         };
-        if before + count <= revision {
+        let Some(end) = before.checked_add(count) else {
+            return Err(corrupt(at, "revision out of range"));
+        };
+        if end <= revision {
             // Already in the snapshot (a crash came between the snapshot and emptying us).
         } else if before == revision {
             let mut line_at = body_start;
             for line in body.split_terminator('\n') {
-                revision += 1;
+                revision = revision
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt(line_at, "revision out of range"))?;
                 let t = tabs(line, 8);
                 let rev_ok = |r: &str| r.parse::<u64>().ok() == Some(revision);
                 let span = |r: Range<usize>| (Src::Journal, line_at + r.start..line_at + r.end);
@@ -1055,7 +1069,7 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
                         let (Some(prefix), Some(suffix)) = (prefix, suffix) else {
                             return Err(corrupt(line_at, "a bad patch"));
                         };
-                        if prefix + suffix > old_len {
+                        if prefix.checked_add(suffix).is_none_or(|n| n > old_len) {
                             return Err(corrupt(line_at, "a patch beyond the object"));
                         }
                         let mut extra = cut(&old.extra, 0..prefix);
@@ -1076,7 +1090,7 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
                 state.put(key, change);
                 line_at += line.len() + 1;
             }
-            if revision != before + count {
+            if revision != end {
                 return Err(corrupt(at, "fewer changes than announced"));
             }
             state.records += 1;

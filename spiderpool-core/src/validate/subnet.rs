@@ -56,6 +56,8 @@ pub fn validate_subnet_create(
     cfg: &AdmissionConfig,
 ) -> Result<(), Error> {
     let name = subnet.metadata.name.as_str();
+    // A status that does not decode would be refused by every later update: refuse it now.
+    subnet.controlled_pools()?;
     let one = |e: FieldError| invalid(KIND, name, vec![e]);
     let family = check_ip_version(
         subnet.spec.ip_version,
