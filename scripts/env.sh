@@ -13,4 +13,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spiderpool-rs/target}"
+# Incremental caches grow by gigabytes per build and CI never edits: keep them off.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 mkdir -p "$CARGO_TARGET_DIR"

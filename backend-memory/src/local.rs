@@ -373,32 +373,6 @@ fn with_revision(mut o: Object, rev: u64) -> Object {
     o
 }
 
-/// Whether `write` may be applied to an object now at revision `current`.
-fn check(write: &Write, key: &Key, current: Option<u64>) -> Result<(), spiderpool_core::Error> {
-    use spiderpool_core::Error as E;
-    match (write, current) {
-        (Write::Create(_), Some(_)) => Err(E::AlreadyExists {
-            kind: key.kind.clone(),
-            name: key
-                .namespace
-                .as_ref()
-                .map_or(key.name.clone(), |ns| format!("{ns}/{}", key.name)),
-        }),
-        (Write::Update { .. } | Write::Delete { .. }, None) => Err(E::NotFound {
-            key: key.to_string(),
-        }),
-        (Write::Update { expected, .. } | Write::Delete { expected, .. }, Some(r))
-            if expected.0 != r.to_string() =>
-        {
-            Err(E::Conflict {
-                key: key.to_string(),
-                expected: expected.0.clone(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
 impl LocalStore {
     /// Opens (creating if needed, mode 0700) the store directory `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
@@ -684,7 +658,7 @@ impl LocalStore {
                     what: format!("two writes to {key} in one commit"),
                 });
             }
-            check(w, &key, state.lookup(&encoded).map(|e| e.rev))?;
+            crate::objects::check_revision(w, &key, state.lookup(&encoded).map(|e| e.rev))?;
             keys.push(encoded);
         }
         let before = state.revision;

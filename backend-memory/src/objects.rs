@@ -37,28 +37,7 @@ impl Objects {
     /// Whether `write` may be applied now.
     pub(crate) fn check(&self, write: &Write) -> Result<(), Error> {
         let key = write.key();
-        let current = self.objects.get(&key).map(|(_, r)| *r);
-        match (write, current) {
-            (Write::Create(_), Some(_)) => Err(Error::AlreadyExists {
-                kind: key.kind.clone(),
-                name: key
-                    .namespace
-                    .as_ref()
-                    .map_or(key.name.clone(), |ns| format!("{ns}/{}", key.name)),
-            }),
-            (Write::Update { .. } | Write::Delete { .. }, None) => Err(Error::NotFound {
-                key: key.to_string(),
-            }),
-            (Write::Update { expected, .. } | Write::Delete { expected, .. }, Some(r))
-                if expected.0 != r.to_string() =>
-            {
-                Err(Error::Conflict {
-                    key: key.to_string(),
-                    expected: expected.0.clone(),
-                })
-            }
-            _ => Ok(()),
-        }
+        check_revision(write, &key, self.objects.get(&key).map(|(_, r)| *r))
     }
 
     /// Applies a checked write; returns the change.
@@ -116,4 +95,30 @@ fn with_revision(mut o: Object, rev: u64) -> Object {
         m.resource_version = Some(rev.to_string());
     }
     o
+}
+
+/// Whether `write` may be applied to the object at `key`, now at revision `current` (`None`:
+/// absent): the compare-and-swap rule both stores apply.
+pub(crate) fn check_revision(write: &Write, key: &Key, current: Option<u64>) -> Result<(), Error> {
+    match (write, current) {
+        (Write::Create(_), Some(_)) => Err(Error::AlreadyExists {
+            kind: key.kind.clone(),
+            name: key
+                .namespace
+                .as_ref()
+                .map_or(key.name.clone(), |ns| format!("{ns}/{}", key.name)),
+        }),
+        (Write::Update { .. } | Write::Delete { .. }, None) => Err(Error::NotFound {
+            key: key.to_string(),
+        }),
+        (Write::Update { expected, .. } | Write::Delete { expected, .. }, Some(r))
+            if expected.0 != r.to_string() =>
+        {
+            Err(Error::Conflict {
+                key: key.to_string(),
+                expected: expected.0.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
 }

@@ -118,6 +118,16 @@ fn expected_next(store: &MemoryStore, freed: Option<IpAddr>) -> Option<IpAddr> {
     })
 }
 
+/// Every free, unreserved address of the enabled pools.
+fn free_now(store: &MemoryStore) -> std::collections::BTreeSet<IpAddr> {
+    let reserved = reserved_now(store);
+    pools(store)
+        .iter()
+        .filter(|p| !p.is_disabled())
+        .flat_map(|p| p.free_ips(&reserved).unwrap().iter().collect::<Vec<_>>())
+        .collect()
+}
+
 fn pools(store: &MemoryStore) -> Vec<SpiderIPPool> {
     block_on_ready(store.list(SpiderIPPool::KIND))
         .unwrap()
@@ -165,6 +175,7 @@ fn checked_add(
     req: &AllocateRequest,
     held: Option<&String>,
     freed: Option<IpAddr>,
+    contended: bool,
 ) -> Result<Option<String>, TestCaseError> {
     if let Some(ip) = held {
         // Already holding: the same address comes back, whatever else changed.
@@ -174,15 +185,18 @@ fn checked_add(
         return Ok(Some(ip.clone()));
     }
     let expected = expected_next(store, freed);
+    let free_before = free_now(store);
     let reserved = reserved_now(store);
     match (block_on_ready(ipam.allocate(req)), expected) {
         (Ok(got), Some(want)) => {
             let ip = ip_of(&got);
-            prop_assert_eq!(
-                ip.parse::<IpAddr>().unwrap(),
-                want,
-                "not the lowest free address"
-            );
+            let addr = ip.parse::<IpAddr>().unwrap();
+            if contended {
+                // After a conflict the retry spreads: any address that was free will do.
+                prop_assert!(free_before.contains(&addr), "{addr} was not free");
+            } else {
+                prop_assert_eq!(addr, want, "not the lowest free address");
+            }
             prop_assert!(!reserved.contains(want), "handed out a reserved address");
             Ok(Some(ip))
         }
@@ -296,7 +310,8 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
                     None => (w.uid(), None),
                 };
                 let req = add("web", &format!("web-{k}"), &uid);
-                let got = checked_add(&ipam, &store, &req, held.as_ref(), None)?;
+                let contended = matches!(op, Op::ConflictStorm { .. });
+                let got = checked_add(&ipam, &store, &req, held.as_ref(), None, contended)?;
                 w.stateless.insert(k, (uid, got));
                 // A storm the ADD did not consume must not leak into the next steps.
                 store.clear_faults();
@@ -310,7 +325,7 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
                     .remove(&k)
                     .and_then(|(_, ip)| ip)
                     .map(|ip| ip.parse().unwrap());
-                let got = checked_add(&ipam, &store, &req, None, freed)?;
+                let got = checked_add(&ipam, &store, &req, None, freed, false)?;
                 w.stateless.insert(k, (uid, got));
             }
             Op::DelStateless { k } => {
@@ -341,7 +356,7 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
                 };
                 let mut req = add("db", &format!("db-{k}"), &uid);
                 req.owner = Some(owner(w.replicas));
-                let got = checked_add(&ipam, &store, &req, held.as_ref(), None)?;
+                let got = checked_add(&ipam, &store, &req, held.as_ref(), None, false)?;
                 w.stateful.insert(k, (uid, got));
             }
             Op::RestartStateful { k } => {
@@ -357,7 +372,7 @@ fn run(ops: &[Op], store: MemoryStore) -> Result<(), TestCaseError> {
                 let new_uid = w.uid();
                 let mut req = add("db", &format!("db-{k}"), &new_uid);
                 req.owner = Some(owner(w.replicas));
-                let got = checked_add(&ipam, &store, &req, held.as_ref(), None)?;
+                let got = checked_add(&ipam, &store, &req, held.as_ref(), None, false)?;
                 w.stateful.insert(k, (new_uid, got));
             }
             Op::ScaleStatefulSet { replicas } => {
