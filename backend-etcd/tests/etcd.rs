@@ -50,7 +50,19 @@ async fn allocate_many<S: Store + 'static>(store: Arc<S>, n: usize) -> Vec<Strin
 }
 
 async fn allocated(store: &dyn Store, name: &str) -> i64 {
-    let s = store.get(&Key::pool(name)).await.unwrap().unwrap();
+    // Right after a member restart the client may still route one request to a dead
+    // connection (`Unavailable`, try again later): retry a little, as a caller would.
+    let mut tries = 0;
+    let s = loop {
+        match store.get(&Key::pool(name)).await {
+            Ok(s) => break s.unwrap(),
+            Err(e) if tries < 50 && spiderpool_core::ipam::is_retryable(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reading pool {name}: {e}"),
+        }
+    };
     let Object::IpPool(p) = s.object else {
         panic!()
     };
