@@ -735,20 +735,7 @@ async fn allocate_one_by_one<S: Store>(
             };
             let mut value = job.pod.value.clone();
             match ipam.allocate(&job.req).await {
-                Ok(nics) => {
-                    let ips: Vec<String> = nics
-                        .iter()
-                        .filter(|d| d.nic == "eth0")
-                        .flat_map(|d| [d.ipv4.clone(), d.ipv6.clone()])
-                        .flatten()
-                        .map(|a| a.split('/').next().unwrap_or(&a).to_string())
-                        .collect();
-                    value["status"] = json!({
-                        "phase": "Running",
-                        "podIP": ips.first(),
-                        "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
-                    });
-                }
+                Ok(nics) => value["status"] = running_status(&nics),
                 Err(e) => {
                     let mut message = e.to_string();
                     if let Some(auto) = &job.autopool_error {
@@ -865,5 +852,21 @@ pub async fn index_kind<S: Store>(store: &S, kind: &str) -> Result<Option<Write>
     Ok(match store.get(&Key::cluster(KINDS_INDEX, kind)).await? {
         Some(_) => None,
         None => Some(Write::Create(kind_index_entry(kind))),
+    })
+}
+
+/// The status of a pod the emulation allocated: Running, with its `eth0` addresses.
+pub(crate) fn running_status(nics: &[spiderpool_core::model::IPAllocationDetail]) -> Value {
+    let ips: Vec<String> = nics
+        .iter()
+        .filter(|d| d.nic == "eth0")
+        .flat_map(|d| [d.ipv4.clone(), d.ipv6.clone()])
+        .flatten()
+        .map(|a| a.split('/').next().unwrap_or(&a).to_string())
+        .collect();
+    json!({
+        "phase": "Running",
+        "podIP": ips.first(),
+        "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
     })
 }

@@ -123,20 +123,7 @@ pub(crate) fn plan(
         pools = snap.pools;
         let mut value = job.pod.value.clone();
         match result {
-            Ok(nics) => {
-                let ips: Vec<String> = nics
-                    .iter()
-                    .filter(|d| d.nic == "eth0")
-                    .flat_map(|d| [d.ipv4.clone(), d.ipv6.clone()])
-                    .flatten()
-                    .map(|a| a.split('/').next().unwrap_or(&a).to_string())
-                    .collect();
-                value["status"] = json!({
-                    "phase": "Running",
-                    "podIP": ips.first(),
-                    "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
-                });
-            }
+            Ok(nics) => value["status"] = super::running_status(&nics),
             Err(e) => {
                 let mut message = e.to_string();
                 if let Some(auto) = &job.autopool_error {
