@@ -300,3 +300,19 @@ fn invocations_are_logged_when_a_log_file_is_set() {
         "{text}"
     );
 }
+
+#[test]
+fn an_unreachable_etcd_answers_try_again_later_without_hanging() {
+    let lab = Lab::new();
+    // Nothing listens on loopback port 1: every connection is refused.
+    let conf = lab.conf("1.0.0", json!({"store": "etcd://127.0.0.1:1/spiderpool"}));
+    let start = std::time::Instant::now();
+    assert_error(&lab.call("ADD", "c1", "a", &conf), 11, "try again later");
+    // DEL reports it too, so that the runtime retries and nothing leaks.
+    assert_error(&lab.call("DEL", "c1", "a", &conf), 11, "try again later");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+}
