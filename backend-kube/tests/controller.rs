@@ -106,6 +106,20 @@ fn assert_disjoint(pools: &[SpiderIPPool]) {
     }
 }
 
+/// The SpiderSubnet `s` as stored.
+async fn subnet_s(store: &KubeStore) -> SpiderSubnet {
+    match store
+        .get(&Key::cluster(SpiderSubnet::KIND, "s"))
+        .await
+        .unwrap()
+        .unwrap()
+        .object
+    {
+        Object::Subnet(s) => s,
+        _ => unreachable!(),
+    }
+}
+
 fn controller(state: &Shared) -> Controller {
     Controller::new(client_with(state.clone()), ControllerConfig::default())
 }
@@ -178,16 +192,7 @@ async fn every_workload_kind_gets_its_auto_pool_sized_as_spiderpool() {
         deploy["metadata"]["uid"].as_str().unwrap()
     );
     // No two pools share an address, and the subnet records each.
-    let subnet = match store
-        .get(&Key::cluster(SpiderSubnet::KIND, "s"))
-        .await
-        .unwrap()
-        .unwrap()
-        .object
-    {
-        Object::Subnet(s) => s,
-        _ => unreachable!(),
-    };
+    let subnet = subnet_s(&store).await;
     let controlled = subnet.controlled_pools().unwrap();
     let names: BTreeSet<&str> = all.iter().map(|p| p.metadata.name.as_str()).collect();
     assert_eq!(
@@ -249,16 +254,7 @@ async fn pools_follow_scale_and_are_reclaimed_with_their_workload() {
         "{report:?}"
     );
     assert!(pools(&store).await.is_empty());
-    let subnet = match store
-        .get(&Key::cluster(SpiderSubnet::KIND, "s"))
-        .await
-        .unwrap()
-        .unwrap()
-        .object
-    {
-        Object::Subnet(s) => s,
-        _ => unreachable!(),
-    };
+    let subnet = subnet_s(&store).await;
     assert!(
         subnet.controlled_pools().unwrap().is_empty(),
         "addresses back in the subnet"
@@ -432,16 +428,7 @@ async fn two_controllers_at_once_conflict_but_never_duplicate() {
         assert_eq!(size(mine[0]), 2 + i64::from(i % 3), "{name}");
     }
     assert_disjoint(&all);
-    let subnet = match store
-        .get(&Key::cluster(SpiderSubnet::KIND, "s"))
-        .await
-        .unwrap()
-        .unwrap()
-        .object
-    {
-        Object::Subnet(s) => s,
-        _ => unreachable!(),
-    };
+    let subnet = subnet_s(&store).await;
     assert_eq!(subnet.controlled_pools().unwrap().len(), 12);
     assert!(a.reconcile(now()).await.unwrap().is_quiet());
 }

@@ -358,21 +358,6 @@ fn checksum(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Writes the store revision into the object's `metadata.resourceVersion`.
-fn with_revision(mut o: Object, rev: u64) -> Object {
-    let meta = match &mut o {
-        Object::IpPool(x) => Some(&mut x.metadata),
-        Object::Subnet(x) => Some(&mut x.metadata),
-        Object::ReservedIp(x) => Some(&mut x.metadata),
-        Object::Endpoint(x) => Some(&mut x.metadata),
-        Object::Other(_) => None,
-    };
-    if let Some(m) = meta {
-        m.resource_version = Some(rev.to_string());
-    }
-    o
-}
-
 impl LocalStore {
     /// Opens (creating if needed, mode 0700) the store directory `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
@@ -684,7 +669,8 @@ impl LocalStore {
                     continue;
                 }
             };
-            let (json, extra) = split_object(&with_revision(object, rev)).map_err(storage)?;
+            let (json, extra) =
+                split_object(&crate::objects::with_revision(object, rev)).map_err(storage)?;
             let old = state
                 .lookup(&encoded)
                 .map(|e| state.concat(&e.extra))

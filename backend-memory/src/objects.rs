@@ -83,7 +83,7 @@ impl Objects {
 }
 
 /// Writes the store revision into the object's `metadata.resourceVersion`.
-fn with_revision(mut o: Object, rev: u64) -> Object {
+pub(crate) fn with_revision(mut o: Object, rev: u64) -> Object {
     let meta = match &mut o {
         Object::IpPool(x) => Some(&mut x.metadata),
         Object::Subnet(x) => Some(&mut x.metadata),
