@@ -53,9 +53,11 @@ const DATA: &str = "store.json";
 const JOURNAL: &str = "store.journal";
 const LOCK: &str = "store.lock";
 const TEMP: &str = ".store.json.tmp";
-/// The journal is folded into a new snapshot once it is larger than this and the snapshot,
-/// or holds more records than `MAX_RECORDS` (each patch adds pieces to replay).
-const MIN_COMPACT_BYTES: usize = 1 << 20;
+/// The journal is folded into a new snapshot once it is larger than this and a quarter of
+/// the snapshot, or holds more records than `MAX_RECORDS` (each patch adds pieces to replay).
+/// Every process reads the whole journal, so it is kept small next to the snapshot; a fold
+/// writes the snapshot once (two flushes), which these bounds spread over many commits.
+const MIN_COMPACT_BYTES: usize = 64 << 10;
 const MAX_RECORDS: usize = 512;
 /// A field in more pieces than this is rebuilt in one piece.
 const MAX_PIECES: usize = 64;
@@ -307,18 +309,9 @@ fn unescape(bytes: &[u8]) -> Option<String> {
 
 /// The positions of the first `n` TABs of `line` (fewer if it has fewer).
 fn tabs(line: &str, n: usize) -> Vec<usize> {
-    let mut out = Vec::with_capacity(n);
-    let mut at = 0;
-    while out.len() < n {
-        match line[at..].find('\t') {
-            Some(p) => {
-                out.push(at + p);
-                at += p + 1;
-            }
-            None => break,
-        }
-    }
-    out
+    memchr::memchr_iter(b'\t', line.as_bytes())
+        .take(n)
+        .collect()
 }
 
 /// Appends `s` with `%`, TAB and newline escaped, so that key fields split on TAB.
@@ -514,8 +507,7 @@ impl LocalStore {
         let mut at = first.len() + 1;
         while at < text.len() {
             let n = lines.len() + 2;
-            let end = text[at..]
-                .find('\n')
+            let end = memchr::memchr(b'\n', &text.as_bytes()[at..])
                 .map(|p| at + p)
                 .ok_or_else(|| corrupt(format!("line {n}: not terminated")))?;
             let line = &text[at..end];
@@ -761,7 +753,7 @@ impl LocalStore {
         let compact = state.legacy
             || state.snapshot_id.is_none()
             || state.records >= MAX_RECORDS
-            || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len());
+            || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len() / 4);
         let mut record = header.into_bytes();
         record.extend_from_slice(&body);
         // The record joins the in-memory journal first (the entries point into it); if writing
@@ -773,7 +765,7 @@ impl LocalStore {
         state.records += 1;
         state.revision = before + count;
         if compact {
-            // The first write, a v1 file, or a journal larger than the snapshot: fold
+            // The first write, a v1 file, or a journal large next to the snapshot: fold
             // everything into a new snapshot; the state is read again next time.
             self.save_snapshot(state.revision, &state.all())?;
             state.snapshot_id = None;
@@ -957,10 +949,15 @@ fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
     // The fields' pieces point into the journal: it is in the state while replaying.
     state.journal = bytes.clone();
     while at < bytes.len() {
-        let Some(nl) = text.get(at..).and_then(|t| t.find('\n')) else {
+        let header = text
+            .as_bytes()
+            .get(at..)
+            .and_then(|t| memchr::memchr(b'\n', t))
+            .and_then(|nl| text.get(at..at + nl));
+        let Some(header) = header else {
             break; // a header cut short: torn
         };
-        let header = &text[at..at + nl];
+        let nl = header.len();
         let fields: Vec<&str> = header.split(' ').collect();
         let parsed = match &fields[..] {
             [before, count, len, sum] if before.starts_with('#') => before[1..]

@@ -17,6 +17,7 @@
 //! first (they name the pod uid, so a retry finds and reuses them, and GC can free them), the
 //! SpiderEndpoint last.
 
+mod encoded;
 mod index;
 
 use std::collections::BTreeMap;
@@ -350,7 +351,9 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let mut pool = w.pool.clone();
-            let status = w.p.index.encode();
+            let encoded = w.p.index.encode_next();
+            let status = encoded.as_ref().and_then(|e| e.status());
+            w.p.encoded = encoded;
             pool.status.allocated_ips = status.clone();
             pool.status.allocated_ip_count =
                 Some(i64::try_from(w.p.index.len()).unwrap_or(i64::MAX));

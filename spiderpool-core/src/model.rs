@@ -20,6 +20,7 @@ mod endpoint;
 mod ippool;
 mod legacy;
 mod meta;
+mod record_de;
 mod reservedip;
 mod subnet;
 

@@ -59,6 +59,10 @@ enum Op {
     Undo,
     /// Start a new undo point.
     Mark,
+    /// Write the pool: later encodings copy its unchanged records from this text.
+    Write,
+    /// Decode the index again from the pool's current text (an undo point).
+    Reload,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +72,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u128..96).prop_map(Op::Hold),
         1 => Just(Op::Undo),
         1 => Just(Op::Mark),
+        1 => Just(Op::Write),
+        1 => Just(Op::Reload),
     ]
 }
 
@@ -131,6 +137,15 @@ proptest! {
         let mut journal = Vec::new();
         let mut marked: BTreeMap<u128, PoolIPAllocation> = BTreeMap::new();
         let mut n = 0usize;
+        let wire = |model: &BTreeMap<u128, PoolIPAllocation>| {
+            let records: PoolIPAllocations = model
+                .iter()
+                .map(|(v, r)| (family.addr(*v).unwrap().to_string(), r.clone()))
+                .collect();
+            let mut pool = SpiderIPPool::new("p", spec.clone());
+            pool.set_allocations(&records);
+            pool
+        };
         for op in ops {
             match op {
                 Op::Allocate => {
@@ -178,6 +193,14 @@ proptest! {
                     journal.clear();
                     marked = model.clone();
                 }
+                Op::Write => {
+                    prop_assert_eq!(index.encode_written(), wire(&model).status.allocated_ips);
+                }
+                Op::Reload => {
+                    index = PoolIndex::from_pool(&wire(&model)).unwrap();
+                    journal.clear();
+                    marked = model.clone();
+                }
             }
             index.validate_invariants().map_err(TestCaseError::fail)?;
             // Lowest free = min(usable − allocated − reserved), also through IpSet::first_free.
@@ -188,12 +211,7 @@ proptest! {
             });
             prop_assert_eq!(first_free.map(value), naive);
             // The wire encoding is the one of the naive records, and decodes to the same index.
-            let records: PoolIPAllocations = model
-                .iter()
-                .map(|(v, r)| (family.addr(*v).unwrap().to_string(), r.clone()))
-                .collect();
-            let mut pool = SpiderIPPool::new("p", spec.clone());
-            pool.set_allocations(&records);
+            let pool = wire(&model);
             prop_assert_eq!(index.encode(), pool.status.allocated_ips.clone());
             let decoded = PoolIndex::from_pool(&pool).unwrap();
             prop_assert_eq!(decoded.free(), index.free());

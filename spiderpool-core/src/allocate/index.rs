@@ -15,15 +15,16 @@
 //! revision it was built from.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-
+use super::encoded::{self, Encoded};
 use crate::ip::{parse_ip, IpFamily, IpSet};
 use crate::model::{AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
+use foldhash::fast::FixedState;
 
 /// One record of the index: the record, and its key when it is not the address's canonical
 /// spelling (an IPv6 address written `FD00::1` by another writer keeps that key on write).
@@ -56,10 +57,20 @@ pub struct PoolIndex {
     records: BTreeMap<IpAddr, Held>,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
     /// collision costs a comparison, never a wrong answer).
-    by_uid: HashMap<u64, Addrs>,
+    by_uid: ByKey,
     /// Addresses by a hash of the record's pod name.
-    by_pod: HashMap<u64, Addrs>,
+    by_pod: ByKey,
+    /// The `status.allocatedIPs` text the records were decoded from or last written as,
+    /// with each record's place in it: the next write copies what did not change. `None`:
+    /// the next write encodes every record.
+    encoded: Option<Encoded>,
+    /// Addresses changed since `encoded` (unsorted, repeats allowed).
+    dirty: Vec<IpAddr>,
 }
+
+/// Changes tracked against the last written text beyond the records held; past this the
+/// text is dropped and the next write encodes everything (a long run of plans never written).
+const MAX_DIRTY: usize = 4096;
 
 /// The addresses under one key: almost always one, without a heap allocation.
 #[derive(Debug, Clone)]
@@ -77,11 +88,13 @@ impl Addrs {
     }
 }
 
+/// The maps by uid and by pod name: keyed by a hash of the string, hashed again cheaply.
+/// A fixed seed: no randomness in the core (a collision costs a comparison, not a wrong
+/// answer).
+type ByKey = HashMap<u64, Addrs, FixedState>;
+
 fn key_hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+    FixedState::default().hash_one(s)
 }
 
 impl PoolIndex {
@@ -96,6 +109,36 @@ impl PoolIndex {
             field: "status.allocatedIPs".to_string(),
             reason,
         };
+        let text = match pool.status.allocated_ips.as_deref() {
+            None | Some("") | Some("null") => return Ok(index),
+            Some(text) => Arc::<str>::from(text),
+        };
+        // No change tracking while the records are set from the text.
+        index.encoded = None;
+        if let Some(entries) = encoded::scan(&text) {
+            let mut spans = Vec::with_capacity(entries.len());
+            index.by_uid.reserve(entries.len());
+            index.by_pod.reserve(entries.len());
+            for e in entries {
+                let addr =
+                    parse_ip(Some(index.family), e.key).map_err(|e| corrupt(e.to_string()))?;
+                let record: PoolIPAllocation = serde_json::from_str(e.value.get())
+                    .map_err(|err| corrupt(format!("record of {}: {err}", e.key)))?;
+                // Rust's IPv4 parser accepts only the canonical spelling.
+                let canonical = addr.is_ipv4() || addr.to_string() == e.key;
+                let held = Held {
+                    key: (!canonical).then(|| e.key.into()),
+                    record: Arc::new(record),
+                };
+                if index.set(addr, Some(held)).is_some() {
+                    return Err(corrupt(format!("two records for address {addr}")));
+                }
+                let end = encoded::offset(&text, e.value.get()) + e.value.get().len();
+                spans.push((addr, e.start, e.start + 1 + e.key.len(), end));
+            }
+            index.encoded = Encoded::new(text.clone(), &spans);
+            return Ok(index);
+        }
         for (key, record) in pool.allocations()? {
             let addr = parse_ip(Some(index.family), &key).map_err(|e| corrupt(e.to_string()))?;
             let held = Held {
@@ -121,8 +164,10 @@ impl PoolIndex {
             free: usable.clone(),
             usable,
             records: BTreeMap::new(),
-            by_uid: HashMap::new(),
-            by_pod: HashMap::new(),
+            by_uid: ByKey::default(),
+            by_pod: ByKey::default(),
+            encoded: Some(Encoded::empty()),
+            dirty: Vec::new(),
         })
     }
 
@@ -317,6 +362,14 @@ impl PoolIndex {
     /// Sets what `addr` holds (`None`: frees it) and returns what it held: the one primitive
     /// every change goes through, keeping the sets and maps consistent. O(log n).
     pub fn set(&mut self, addr: IpAddr, new: Option<Held>) -> Option<Held> {
+        if self.encoded.is_some() {
+            if self.dirty.len() > MAX_DIRTY + self.records.len() {
+                self.encoded = None;
+                self.dirty = Vec::new();
+            } else {
+                self.dirty.push(addr);
+            }
+        }
         let old = match new {
             Some(held) => {
                 push(&mut self.by_uid, &held.record.pod_uid, addr);
@@ -353,24 +406,52 @@ impl PoolIndex {
     }
 
     /// The records as `status.allocatedIPs` writes them: `None` when there is none, else the
-    /// JSON map in key order (exactly what [`SpiderIPPool::set_allocations`] writes).
+    /// JSON map in key order. Records unchanged since the text the index was decoded from
+    /// (or last wrote) are copied from it as they were written; the others are encoded as
+    /// [`SpiderIPPool::set_allocations`] writes them.
     pub fn encode(&self) -> Option<String> {
-        if self.records.is_empty() {
-            return None;
-        }
-        let mut sorted: Vec<(String, &PoolIPAllocation)> = self
-            .records
+        self.encode_next()?.status()
+    }
+
+    /// Encodes the records as [`PoolIndex::encode`] does and takes the text as written: later
+    /// encodings copy its unchanged records. For a caller that writes the pool itself (the
+    /// planner does this through its plan's commit).
+    pub fn encode_written(&mut self) -> Option<String> {
+        let next = self.encode_next()?;
+        let status = next.status();
+        self.rebase(next);
+        status
+    }
+
+    /// The next text with its spans (see [`PoolIndex::encode`]), for [`PoolIndex::rebase`]
+    /// once it is written. `None` only if a record cannot be encoded.
+    pub(crate) fn encode_next(&self) -> Option<Encoded> {
+        let empty;
+        let (base, changed) = match &self.encoded {
+            Some(base) => {
+                let mut dirty = self.dirty.clone();
+                dirty.sort_unstable();
+                dirty.dedup();
+                (base, dirty)
+            }
+            None => {
+                empty = Encoded::empty();
+                (&empty, self.records.keys().copied().collect())
+            }
+        };
+        let mut fresh: Vec<(String, IpAddr, &PoolIPAllocation)> = changed
             .iter()
-            .map(|(addr, h)| {
-                let key = match &h.key {
-                    Some(k) => k.to_string(),
-                    None => addr.to_string(),
-                };
-                (key, &*h.record)
-            })
+            .filter_map(|a| Some((self.key_of(*a), *a, &*self.records.get(a)?.record)))
             .collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        serde_json::to_string(&SortedRecords(&sorted)).ok()
+        fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        base.splice(&changed, &fresh)
+    }
+
+    /// Takes `written` (from [`PoolIndex::encode_next`] on this index, now stored) as the
+    /// text later writes start from.
+    pub(crate) fn rebase(&mut self, written: Encoded) {
+        self.encoded = Some(written);
+        self.dirty.clear();
     }
 
     /// Writes the records into `pool`'s status (`allocatedIPs`, `allocatedIPCount`).
@@ -392,7 +473,7 @@ impl PoolIndex {
         if self.free != self.usable.difference(&self.allocated) {
             return Err("free set differs from usable − allocated".into());
         }
-        let count = |m: &HashMap<u64, Addrs>| m.values().map(|a| a.as_slice().len()).sum::<usize>();
+        let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
         if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
             return Err("uid or pod index out of step with the records".into());
         }
@@ -407,7 +488,7 @@ impl PoolIndex {
     }
 }
 
-fn push(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
+fn push(map: &mut ByKey, key: &str, addr: IpAddr) {
     use std::collections::hash_map::Entry;
     match map.entry(key_hash(key)) {
         Entry::Vacant(e) => {
@@ -423,7 +504,7 @@ fn push(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
     }
 }
 
-fn pull(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
+fn pull(map: &mut ByKey, key: &str, addr: IpAddr) {
     let h = key_hash(key);
     let empty = match map.get_mut(&h) {
         None => false,
@@ -437,18 +518,6 @@ fn pull(map: &mut HashMap<u64, Addrs>, key: &str, addr: IpAddr) {
     };
     if empty {
         map.remove(&h);
-    }
-}
-
-struct SortedRecords<'a>(&'a [(String, &'a PoolIPAllocation)]);
-
-impl Serialize for SortedRecords<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
     }
 }
 
@@ -487,6 +556,8 @@ pub(crate) struct Pending {
     pub(crate) name: String,
     /// The `status.allocatedIPs` the plan wrote, if it wrote the pool.
     pub(crate) written: Option<Option<String>>,
+    /// What the plan wrote with its spans, for the index to start the next write from.
+    pub(crate) encoded: Option<Encoded>,
     pub(crate) spec: IPPoolSpec,
     pub(crate) status: Option<String>,
     pub(crate) index: PoolIndex,
@@ -548,6 +619,7 @@ impl PoolIndexes {
         Ok(Pending {
             name: name.clone(),
             written: None,
+            encoded: None,
             spec: pool.spec.clone(),
             status: pool.status.allocated_ips.clone(),
             index,
@@ -562,7 +634,12 @@ impl PoolIndexes {
     pub(crate) fn check_in(&mut self, pending: Vec<Pending>, committed: bool) {
         for mut p in pending {
             let status = match p.written {
-                Some(written) if committed => written,
+                Some(written) if committed => {
+                    if let Some(encoded) = p.encoded {
+                        p.index.rebase(encoded);
+                    }
+                    written
+                }
                 _ => {
                     p.index.undo(&mut p.journal);
                     p.status

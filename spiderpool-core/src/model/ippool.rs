@@ -121,7 +121,10 @@ impl IPPoolStatus {
 }
 
 /// One record of `status.allocatedIPs`: who holds the address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// Decoded by hand (see `record_de`): a pool holds thousands of these in one string, and
+/// serde's `flatten` would buffer every field of every record on the way to `extra`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PoolIPAllocation {
     /// `<namespace>/<name>` of the pod (of the VM for KubeVirt).
     pub pod: String,
