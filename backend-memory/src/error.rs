@@ -42,6 +42,12 @@ pub enum Error {
         /// How long we waited.
         millis: u128,
     },
+    /// The store location exists and is not a directory (a file, a device).
+    #[error("{}: the store location is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// The store directory is writable by other users: anyone could forge allocations.
     #[error("{}: store directory is writable by group or others (mode {mode:o}); make it 0700", path.display())]
     InsecureDirectory {
@@ -62,10 +68,17 @@ impl From<Error> for spiderpool_core::Error {
             Error::Io { ref path, .. }
             | Error::Corrupt { ref path, .. }
             | Error::UnknownFormat { ref path, .. }
-            | Error::InsecureDirectory { ref path, .. } => spiderpool_core::Error::Storage {
-                store: path.display().to_string(),
-                reason: e.to_string(),
-            },
+            | Error::NotADirectory { ref path }
+            | Error::InsecureDirectory { ref path, .. } => {
+                // `store PATH: REASON`: the message without its own leading path.
+                let store = path.display().to_string();
+                let text = e.to_string();
+                let reason = text
+                    .strip_prefix(&format!("{store}: "))
+                    .unwrap_or(&text)
+                    .to_string();
+                spiderpool_core::Error::Storage { store, reason }
+            }
         }
     }
 }

@@ -28,8 +28,8 @@
 //! thousands of endpoints a full pool has. Within one process the state is kept between
 //! operations and read again only when the files changed (checked under the lock). The older
 //! single-document format (`…/v1`) is still read; the first commit rewrites it as a v2
-//! snapshot. Files are created `0600`, the directory `0700`, and a directory writable by
-//! others is refused.
+//! snapshot. Files are created `0600`, the directory `0700`; a directory writable by others,
+//! or a store path that is not a directory, is refused.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -366,7 +366,11 @@ impl LocalStore {
                 .create(&dir)
                 .map_err(io)?;
         }
-        let mode = fs::metadata(&dir).map_err(io)?.permissions().mode();
+        let meta = fs::metadata(&dir).map_err(io)?;
+        if !meta.is_dir() {
+            return Err(Error::NotADirectory { path: dir });
+        }
+        let mode = meta.permissions().mode();
         if mode & 0o022 != 0 {
             return Err(Error::InsecureDirectory {
                 path: dir,
@@ -483,13 +487,21 @@ impl LocalStore {
         };
         let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
         let header: Option<Value> = serde_json::from_slice(first).ok();
-        let format = header
-            .as_ref()
-            .and_then(|h| h.get("format"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if format != FORMAT {
-            return self.load_v1(state, &bytes);
+        // A first line that is a JSON object names the format; anything else may be a v1
+        // document written over several lines.
+        match header.as_ref().and_then(|h| h.get("format")) {
+            Some(Value::String(f)) if f == FORMAT => {}
+            Some(Value::String(f)) if f == FORMAT_V1 => return self.load_v1(state, &bytes),
+            Some(other) => {
+                return Err(Error::UnknownFormat {
+                    path,
+                    found: other
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_string),
+                    expected: FORMAT.to_string(),
+                })
+            }
+            None => return self.load_v1(state, &bytes),
         }
         let header = header.unwrap_or_default();
         let revision = header
@@ -868,7 +880,11 @@ impl LocalStore {
                 .ok_or_else(|| corrupt("status.allocatedIPs without a status".into()))?
                 .insert("allocatedIPs".into(), Value::String(field));
         }
-        let object = object_from_value(&name, value).map_err(|e| corrupt(e.to_string()))?;
+        let object = object_from_value(&name, value).map_err(|e| match e {
+            // The key already names the object: keep what the decoder said of it.
+            spiderpool_core::Error::Decode { message, .. } => corrupt(message),
+            other => corrupt(other.to_string()),
+        })?;
         if encode_key(&Key::of(&object)) != key {
             return Err(corrupt("the object does not match its key".into()).into());
         }

@@ -87,6 +87,40 @@ impl Kind {
     }
 }
 
+/// The largest file (or stdin) `apply -f` and `delete -f` read: 4 MiB, room for a pool of
+/// 200 000 single addresses; larger inputs are refused before they are read in full.
+pub const MAX_INPUT_BYTES: usize = 4 << 20;
+
+/// Reads the file `path` (`-` for stdin) as UTF-8 text of at most [`MAX_INPUT_BYTES`].
+pub fn read_input(path: &str) -> Result<String, Error> {
+    use std::io::Read as _;
+    let fail = |e: std::io::Error| Error::Input {
+        path: path.to_string(),
+        reason: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    let limit = MAX_INPUT_BYTES as u64 + 1;
+    if path == "-" {
+        std::io::stdin().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    }
+    .map_err(fail)?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(Error::InputTooLarge {
+            path: path.to_string(),
+            limit: MAX_INPUT_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| Error::Input {
+        path: path.to_string(),
+        reason: format!(
+            "not UTF-8 text: invalid byte at offset {}",
+            e.utf8_error().valid_up_to()
+        ),
+    })
+}
+
 /// Every object of `kind` in the store.
 async fn list<S: Store>(store: &S, kind: Kind) -> Result<Vec<Stored>, Error> {
     Ok(store.list(kind.kind()).await?)

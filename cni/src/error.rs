@@ -56,6 +56,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A file given on the command line is larger than `spiderpoolctl` reads.
+    #[error("{path}: larger than the {limit} bytes accepted; split it into several files")]
+    InputTooLarge {
+        /// The file (`-` for stdin).
+        path: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The kubeconfig the netconf names (`ipam.kubeconfig`) is missing or unusable.
     #[error("kubeconfig {path}: {reason}")]
     Kubeconfig {
@@ -139,7 +147,7 @@ impl Error {
                 E::Storage { .. } | E::CorruptStatus { .. } => code::STORE_FAILED,
                 _ => code::INTERNAL,
             },
-            Error::Input { .. } | Error::Usage(_) => code::INTERNAL,
+            Error::Input { .. } | Error::InputTooLarge { .. } | Error::Usage(_) => code::INTERNAL,
         }
     }
 

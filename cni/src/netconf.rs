@@ -87,7 +87,7 @@ pub struct IpamConf {
     /// `spiderpool`.
     #[serde(default, rename = "type")]
     pub ipam_type: String,
-    /// The store: a local directory (default [`DEFAULT_STORE`]), `etcd://host:port[,…][/prefix]`
+    /// The store: an absolute local directory (default [`DEFAULT_STORE`]), `etcd://host:port[,…][/prefix]`
     /// for etcd, or `kube` for the Kubernetes mode (Spiderpool's CRDs on the API server; the
     /// pod, its namespace, node and owner are read from the API server too).
     #[serde(default)]
@@ -147,7 +147,7 @@ pub struct IpamConf {
 }
 
 impl NetConf {
-    /// Parses and checks the netconf: JSON, a supported `cniVersion`.
+    /// Parses and checks the netconf: JSON, a supported `cniVersion`, a usable `ipam.store`.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() > MAX_NETCONF_BYTES {
             return Err(Error::InvalidNetconf {
@@ -157,11 +157,23 @@ impl NetConf {
                 ),
             });
         }
+        // serde would read a JSON list as the fields in order: only an object is a netconf.
+        if let Some(b) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            if *b != b'{' {
+                return Err(Error::InvalidNetconf {
+                    reason: format!(
+                        "expected a JSON object, found {:?} at the start",
+                        char::from(*b)
+                    ),
+                });
+            }
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let conf: NetConf = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             Error::InvalidNetconf {
-                reason: if path == "." {
+                // `?` is where the document itself is malformed: no field to name.
+                reason: if path == "." || path == "?" {
                     e.into_inner().to_string()
                 } else {
                     format!("{path}: {}", e.into_inner())
@@ -173,6 +185,9 @@ impl NetConf {
                 version: conf.cni_version.clone(),
                 supported: SUPPORTED_VERSIONS.join(", "),
             });
+        }
+        if let Some(store) = &conf.ipam.store {
+            check_store(store)?;
         }
         Ok(conf)
     }
@@ -268,6 +283,24 @@ impl NetConf {
         }
         Ok(out)
     }
+}
+
+/// `ipam.store`: an absolute directory (a runtime starts the plugin in a directory of its own
+/// choosing: a relative one would be created there), a well-formed `etcd://` URL, or `kube`.
+fn check_store(store: &str) -> Result<(), Error> {
+    let ok = if store.starts_with("etcd://") {
+        backend_etcd::EtcdConfig::from_url(store).is_some()
+    } else {
+        store == KUBE_STORE || std::path::Path::new(store).is_absolute()
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InvalidNetconf {
+        reason: format!(
+            "ipam.store: {store:?} is not an absolute directory, etcd://host:port[,host:port…][/prefix] or kube"
+        ),
+    })
 }
 
 /// The `CNI_*` environment of one invocation.

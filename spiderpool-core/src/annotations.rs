@@ -176,13 +176,18 @@ impl IpNumber {
             Some(rest) => (true, rest),
             None => (false, value),
         };
-        let n: i64 = parse_go_int(digits)
-            .filter(|_| !digits.starts_with('+'))
-            .ok_or_else(|| {
-                bad(&format!(
-                    "invalid input '{value}': strconv.Atoi: parsing {digits:?}: invalid syntax"
-                ))
-            })?;
+        let syntax = !digits.starts_with('+') && is_go_int(digits);
+        let n: i64 = parse_go_int(digits).filter(|_| syntax).ok_or_else(|| {
+            // Go's words: digits that do not fit are out of range, anything else bad syntax.
+            let why = if syntax {
+                "value out of range"
+            } else {
+                "invalid syntax"
+            };
+            bad(&format!(
+                "invalid input '{value}': strconv.Atoi: parsing {digits:?}: {why}"
+            ))
+        })?;
         let n = u64::try_from(n).map_err(|_| {
             bad(&format!(
                 "subnet '{ANNO_IPPOOL_IP_NUMBER}' value must equal or greater than 0"
@@ -213,10 +218,15 @@ impl std::fmt::Display for IpNumber {
     }
 }
 
-/// Go's `strconv.Atoi`: optional sign, ASCII digits, no spaces, fits in 64 bits.
-fn parse_go_int(s: &str) -> Option<i64> {
+/// Go's `strconv.Atoi` syntax: optional sign, ASCII digits, no spaces.
+fn is_go_int(s: &str) -> bool {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Go's `strconv.Atoi`: [`is_go_int`] and fits in 64 bits.
+fn parse_go_int(s: &str) -> Option<i64> {
+    if !is_go_int(s) {
         return None;
     }
     s.parse().ok()

@@ -14,7 +14,11 @@
 //! - a pool whose CIDR nests in a SpiderSubnet's without being equal is refused on create
 //!   (spec/README.md decision 11);
 //! - `namespaceAffinity` and `nodeAffinity` are checked as label selectors too;
-//! - route destinations compare as networks (`10.0.0.0/8` equals `10.0.0.1/8`).
+//! - route destinations compare as networks (`10.0.0.0/8` equals `10.0.0.1/8`);
+//! - `metadata.name` is checked on create as the API server checks it (a DNS subdomain), so
+//!   that stores without an API server (`spiderpoolctl apply`) refuse the same names;
+//! - when `spec.ipVersion` cannot be derived, the cause names the bad `spec.subnet` (or
+//!   `spec.ips[0]`) and its value too.
 
 mod field;
 mod ippool;
@@ -87,6 +91,25 @@ fn terminating_update(kind: &str, meta: &ObjectMeta, reason: &str) -> Option<Res
         }));
     }
     Some(Ok(()))
+}
+
+/// `metadata.name` as the API server checks it for these cluster-scoped kinds: present, and an
+/// RFC 1123 DNS subdomain.
+fn check_name(kind: &str, meta: &ObjectMeta) -> Result<(), Error> {
+    let cause = if meta.name.is_empty() {
+        FieldError::new(
+            FieldErrorKind::Required,
+            "metadata.name",
+            "",
+            "name or generateName is required",
+        )
+    } else {
+        match check_dns_subdomain(&meta.name) {
+            Ok(()) => return Ok(()),
+            Err(e) => FieldError::new(FieldErrorKind::Invalid, "metadata.name", &meta.name, e),
+        }
+    };
+    Err(invalid(kind, &meta.name, vec![cause]))
 }
 
 fn invalid(kind: &str, name: &str, causes: Vec<FieldError>) -> Error {

@@ -1,5 +1,4 @@
 //! `spiderpoolctl`: manage Spiderpool objects in a store, kubectl-style.
-use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -92,20 +91,6 @@ enum Command {
     },
 }
 
-fn read_input(path: &str) -> Result<String, Error> {
-    let fail = |e: std::io::Error| Error::Input {
-        path: path.to_string(),
-        reason: e.to_string(),
-    };
-    if path == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(fail)?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(path).map_err(fail)
-    }
-}
-
 /// A fresh uid from the kernel (no randomness of our own).
 fn new_uid() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -128,7 +113,7 @@ async fn run(cli: Cli) -> Result<String, Error> {
     }
     let out = match cli.command {
         Command::Apply { file } => {
-            let text = read_input(&file)?;
+            let text = ctl::read_input(&file)?;
             let now = now();
             let (out, warnings) = ctl::apply(&store, &file, &text, &mut new_uid, &now).await?;
             for w in warnings {
@@ -187,7 +172,7 @@ async fn run(cli: Cli) -> Result<String, Error> {
             force,
         } => match (kind, name, file) {
             (None, None, Some(file)) => {
-                ctl::delete_file(&store, &file, &read_input(&file)?, force).await?
+                ctl::delete_file(&store, &file, &ctl::read_input(&file)?, force).await?
             }
             (Some(kind), Some(name), None) => match Kind::parse(&kind) {
                 Ok(k) => ctl::delete(&store, k, &name, &namespace, force).await?,

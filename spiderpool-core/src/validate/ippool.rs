@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use super::labels::check_selector;
 use super::spec::{
     check_address_spec, check_cidr, check_ip_version, check_no_nested_cidr, check_update_identity,
-    go_list, TOTAL_IPS_NOTE,
+    go_list, version_causes, TOTAL_IPS_NOTE,
 };
-use super::{invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
+use super::{
+    check_name, invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind,
+};
 use crate::annotations::{
     AUTO_POOL_AFFINITY_KEYS, LABEL_IPPOOL_CIDR, LABEL_OWNER_APPLICATION_NAME,
     LABEL_OWNER_SPIDER_SUBNET,
@@ -121,12 +123,16 @@ pub fn validate_ippool_create(
     cfg: &AdmissionConfig,
 ) -> Result<(), Error> {
     let name = pool.metadata.name.as_str();
+    check_name(KIND, &pool.metadata)?;
     let family = check_ip_version(
         pool.spec.ip_version,
         cfg,
         "is not generated correctly, 'spec.subnet' may be invalid",
     )
-    .map_err(|e| invalid(KIND, name, vec![e]))?;
+    .map_err(|e| {
+        let causes = version_causes(e, pool.spec.ip_version, &pool.spec.subnet);
+        invalid(KIND, name, causes)
+    })?;
     let net = check_cidr(family, &pool.spec.subnet).map_err(|e| invalid(KIND, name, vec![e]))?;
     if cluster.pools.iter().any(|p| p.metadata.name == name) {
         return Err(Error::AlreadyExists {

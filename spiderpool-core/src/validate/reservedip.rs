@@ -1,7 +1,7 @@
 //! Admission of SpiderReservedIP.
 
 use super::spec::check_ip_version;
-use super::{invalid, AdmissionConfig, FieldError, FieldErrorKind};
+use super::{check_name, invalid, AdmissionConfig, FieldError, FieldErrorKind};
 use crate::ip::{merge_ip_ranges, IpFamily, IpRange};
 use crate::model::SpiderReservedIP;
 use crate::Error;
@@ -43,8 +43,22 @@ pub fn validate_reservedip_create(
     cfg: &AdmissionConfig,
 ) -> Result<(), Error> {
     let name = reserved.metadata.name.as_str();
-    let family = check_ip_version(reserved.spec.ip_version, cfg, MISSING_VERSION)
-        .map_err(|e| invalid(KIND, name, vec![e]))?;
+    check_name(KIND, &reserved.metadata)?;
+    let family = check_ip_version(reserved.spec.ip_version, cfg, MISSING_VERSION).map_err(|e| {
+        let mut causes = vec![e];
+        // The version comes from `spec.ips[0]`: name it when it is what failed.
+        if let (None, Some(first)) = (reserved.spec.ip_version, reserved.spec.ips.first()) {
+            if let Err(why) = IpRange::parse(None, first) {
+                causes.push(FieldError::new(
+                    FieldErrorKind::Invalid,
+                    "spec.ips[0]",
+                    first,
+                    why.to_string(),
+                ));
+            }
+        }
+        invalid(KIND, name, causes)
+    })?;
     check_ips(reserved, family)
 }
 

@@ -47,6 +47,23 @@ pub(crate) fn check_ip_version(
     Ok(family)
 }
 
+/// The causes when `spec.ipVersion` is refused: that error, and when the version was to be
+/// derived from `spec.subnet` and could not be, the subnet and its value.
+pub(crate) fn version_causes(e: FieldError, version: Option<i64>, subnet: &str) -> Vec<FieldError> {
+    let mut causes = vec![e];
+    if version.is_none() {
+        if let Err(why) = parse_cidr(None, subnet) {
+            causes.push(FieldError::new(
+                FieldErrorKind::Invalid,
+                "spec.subnet",
+                subnet,
+                why.to_string(),
+            ));
+        }
+    }
+    causes
+}
+
 /// `spec.subnet`: a CIDR of the family, written canonically.
 pub(crate) fn check_cidr(family: IpFamily, subnet: &str) -> Result<IpNet, FieldError> {
     let invalid = |e: crate::Error| {

@@ -2,9 +2,11 @@
 
 use super::spec::{
     check_address_spec, check_cidr, check_ip_version, check_no_nested_cidr, check_update_identity,
-    cidrs_overlap, go_list,
+    cidrs_overlap, go_list, version_causes,
 };
-use super::{invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind};
+use super::{
+    check_name, invalid, terminating_update, AdmissionConfig, Cluster, FieldError, FieldErrorKind,
+};
 use crate::annotations::LABEL_SUBNET_CIDR;
 use crate::ip::{
     cidr_to_label_value, merge_ip_ranges, parse_cidr, parse_ip_ranges, IpFamily, IpSet,
@@ -56,6 +58,7 @@ pub fn validate_subnet_create(
     cfg: &AdmissionConfig,
 ) -> Result<(), Error> {
     let name = subnet.metadata.name.as_str();
+    check_name(KIND, &subnet.metadata)?;
     // A status that does not decode would be refused by every later update: refuse it now.
     subnet.controlled_pools()?;
     let one = |e: FieldError| invalid(KIND, name, vec![e]);
@@ -64,7 +67,10 @@ pub fn validate_subnet_create(
         cfg,
         "is not generated correctly, 'spec.subnet' may be invalid",
     )
-    .map_err(one)?;
+    .map_err(|e| {
+        let causes = version_causes(e, subnet.spec.ip_version, &subnet.spec.subnet);
+        invalid(KIND, name, causes)
+    })?;
     let net = check_cidr(family, &subnet.spec.subnet).map_err(one)?;
     if cluster.subnets.iter().any(|s| s.metadata.name == name) {
         return Err(Error::AlreadyExists {
