@@ -22,6 +22,7 @@ mod legacy;
 mod meta;
 mod record_de;
 mod reservedip;
+mod strict;
 mod subnet;
 
 use ipnet::IpNet;

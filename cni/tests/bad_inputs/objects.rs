@@ -150,6 +150,18 @@ fn cases() -> Vec<Case<String>> {
             "case.yaml: document 1: SpiderIPPool \"p\": spec.ips: invalid type: integer `5`, expected a sequence",
         ),
         case(
+            "obj-repeated-kind",
+            format!("apiVersion: {V2}\nkind: SpiderIPPool\nkind: SpiderSubnet\nmetadata: {{name: p}}\nspec: {{subnet: 10.1.0.0/24}}\n"),
+            "Ipam::Decode",
+            "case.yaml: document 1: duplicate key `kind`",
+        ),
+        case(
+            "obj-repeated-key-json",
+            format!("{{\"apiVersion\": \"{V2}\", \"kind\": \"SpiderIPPool\", \"metadata\": {{\"name\": \"p\"}}, \"spec\": {{\"subnet\": \"10.1.0.0/24\", \"subnet\": \"10.2.0.0/24\"}}}}"),
+            "Ipam::Decode",
+            "case.yaml: document 1: duplicate key `subnet`",
+        ),
+        case(
             "obj-pool-name-uppercase",
             pool("Bad_Name", "{subnet: 10.1.0.0/24}"),
             "Ipam::Invalid",

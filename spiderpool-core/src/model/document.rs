@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::legacy;
+use super::strict::Strict;
 use super::{SpiderEndpoint, SpiderIPPool, SpiderReservedIP, SpiderSubnet};
 use super::{API_VERSION, GROUP, LEGACY_API_VERSION};
 use crate::Error;
@@ -147,10 +148,10 @@ fn raw_values(source_name: &str, text: &str) -> Result<Vec<Value>, Error> {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let mut values = Vec::new();
         for (i, v) in serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
+            .into_iter::<Strict>()
             .enumerate()
         {
-            let v = v.map_err(|e| decode(i + 1, e.to_string()))?;
+            let Strict(v) = v.map_err(|e| decode(i + 1, e.to_string()))?;
             match v {
                 Value::Array(items) => values.extend(items),
                 other => values.push(other),
@@ -160,7 +161,7 @@ fn raw_values(source_name: &str, text: &str) -> Result<Vec<Value>, Error> {
     }
     let mut values = Vec::new();
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let v = Value::deserialize(doc).map_err(|e| decode(i + 1, e.to_string()))?;
+        let Strict(v) = Strict::deserialize(doc).map_err(|e| decode(i + 1, e.to_string()))?;
         values.push(v);
     }
     Ok(values)
