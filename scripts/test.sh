@@ -34,6 +34,8 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== cargo deny (licences, bans, sources; advisories when reachable)"
+bash scripts/deny.sh
 echo "== fuzz corpus and crash reproducers, replayed on stable"
 cargo test --manifest-path fuzz/Cargo.toml --no-default-features
 echo "== demo"
