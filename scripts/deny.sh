@@ -13,7 +13,7 @@ fi
 
 cargo deny --log-level error check licenses bans sources
 if cargo deny fetch db >/dev/null 2>&1; then
-    cargo deny --log-level error check --disable-fetch advisories
+    cargo deny --log-level error --offline check advisories
 else
     echo "cargo deny: advisories NOT checked: RustSec's database (github.com/RustSec/advisory-db) is unreachable from this machine"
 fi
