@@ -14,7 +14,7 @@
 //! undone ([`PoolIndex::undo`]) when its commit fails and the index stays the one of the
 //! revision it was built from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub struct PoolIndex {
     usable: IpSet,
     allocated: IpSet,
     free: IpSet,
-    records: BTreeMap<IpAddr, Held>,
+    records: HashMap<IpAddr, Held, FixedState>,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
     /// collision costs a comparison, never a wrong answer).
     by_uid: ByKey,
@@ -117,6 +117,7 @@ impl PoolIndex {
         index.encoded = None;
         if let Some(entries) = encoded::scan(&text) {
             let mut spans = Vec::with_capacity(entries.len());
+            index.records.reserve(entries.len());
             index.by_uid.reserve(entries.len());
             index.by_pod.reserve(entries.len());
             for e in entries {
@@ -163,7 +164,7 @@ impl PoolIndex {
             allocated: IpSet::for_subnet(&net),
             free: usable.clone(),
             usable,
-            records: BTreeMap::new(),
+            records: HashMap::default(),
             by_uid: ByKey::default(),
             by_pod: ByKey::default(),
             encoded: Some(Encoded::empty()),
@@ -370,6 +371,7 @@ impl PoolIndex {
                 self.dirty.push(addr);
             }
         }
+        let holds = new.is_some();
         let old = match new {
             Some(held) => {
                 push(&mut self.by_uid, &held.record.pod_uid, addr);
@@ -382,7 +384,7 @@ impl PoolIndex {
             pull(&mut self.by_uid, &old.record.pod_uid, addr);
             pull(&mut self.by_pod, &old.record.pod, addr);
         }
-        match (old.is_some(), self.records.contains_key(&addr)) {
+        match (old.is_some(), holds) {
             (false, true) => {
                 self.allocated.insert_lazy(addr);
                 self.free.remove_lazy(addr);
@@ -436,7 +438,9 @@ impl PoolIndex {
             }
             None => {
                 empty = Encoded::empty();
-                (&empty, self.records.keys().copied().collect())
+                let mut all: Vec<IpAddr> = self.records.keys().copied().collect();
+                all.sort_unstable();
+                (&empty, all)
             }
         };
         let mut fresh: Vec<(String, IpAddr, &PoolIPAllocation)> = changed
