@@ -172,6 +172,8 @@ struct Templates {
     journal: PathBuf,
     /// The same, and a record torn by a child killed half-way through writing it.
     torn: PathBuf,
+    /// The first state in the older single-document format, which a commit rewrites.
+    v1: PathBuf,
 }
 
 fn templates() -> Templates {
@@ -206,11 +208,22 @@ fn templates() -> Templates {
     );
     let after = std::fs::metadata(torn.join("store.journal")).unwrap().len();
     assert!(after > before, "no torn record: {before} -> {after} bytes");
+    let v1 = root.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::set_permissions(&v1, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let objects: Vec<Value> = dump(&snapshot_only)
+        .into_iter()
+        .map(|(_, rev, object)| serde_json::json!({"revision": rev.parse::<u64>().unwrap(), "object": object}))
+        .collect();
+    let doc = serde_json::json!({"format": "spiderpool-rs/local-store/v1", "revision": 2, "objects": objects});
+    std::fs::write(v1.join("store.json"), doc.to_string()).unwrap();
+    assert_eq!(dump(&v1), dump(&snapshot_only));
     Templates {
         _root: root,
         snapshot_only,
         journal,
         torn,
+        v1,
     }
 }
 
@@ -237,6 +250,7 @@ fn a_kill_at_every_write_step_leaves_the_old_or_the_new_state() {
         ("commit-small", &t.torn),
         ("commit-big", &t.journal),
         ("commit-big", &t.torn),
+        ("commit-small", &t.v1),
     ];
     let mut killed_at = BTreeSet::new();
     let (mut runs, mut kills) = (0, 0);
@@ -399,3 +413,4 @@ fn allocations_killed_at_every_write_step_keep_records_and_endpoints_agreeing() 
     }
     eprintln!("{} steps, {kills} ADDs killed", FAILPOINT_STEPS.len());
 }
+
