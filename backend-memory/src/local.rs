@@ -521,7 +521,16 @@ impl LocalStore {
         }
         let jpath = self.dir.join(JOURNAL);
         match fs::read(&jpath) {
-            Ok(bytes) => replay(&mut state, bytes, &jpath)?,
+            Ok(bytes) => {
+                let read = bytes.len();
+                replay(&mut state, bytes, &jpath)?;
+                if state.journal.len() != read {
+                    // A torn record at the end. Whoever cuts it off and appends a record may
+                    // leave a file of the same inode, size and (coarse) time: this reading is
+                    // never taken as current, lest our next commit cut that record off.
+                    state.journal_id = None;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(Error::Io {

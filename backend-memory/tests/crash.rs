@@ -414,3 +414,45 @@ fn allocations_killed_at_every_write_step_keep_records_and_endpoints_agreeing() 
     eprintln!("{} steps, {kills} ADDs killed", FAILPOINT_STEPS.len());
 }
 
+/// A process that read the journal with a torn record at its end (left by a process killed
+/// while writing it) must not take that reading as current once another process has cut the
+/// record off and appended its own: file times are coarse (a few milliseconds), so the file
+/// may have the same inode, size and time as when it was read. The cached reading would cut
+/// the other process's committed record off as "torn" on its next commit: a lost allocation.
+#[test]
+fn a_torn_record_replaced_by_one_of_the_same_size_and_time_is_not_cut_off() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("s");
+    let a = LocalStore::open(&dir).unwrap();
+    let new_pool = |name: &str| Object::IpPool(pool(name, "subnet: 10.1.0.0/24"));
+    block_on_ready(a.create(new_pool("p"))).unwrap();
+    block_on_ready(a.create(new_pool("q"))).unwrap();
+    let journal = dir.join("store.journal");
+    let valid = std::fs::read(&journal).unwrap();
+    // The record B will write, learnt on a copy; the same bytes, damaged, as a torn tail.
+    let copy = root.path().join("copy");
+    copy_dir(&dir, &copy);
+    block_on_ready(LocalStore::open(&copy).unwrap().create(new_pool("b"))).unwrap();
+    let record = std::fs::read(copy.join("store.journal")).unwrap()[valid.len()..].to_vec();
+    let mut torn = record.clone();
+    *torn.last_mut().unwrap() ^= 1;
+    std::fs::write(&journal, [valid.clone(), torn].concat()).unwrap();
+    // A reads (the torn record ignored); B cuts it off and commits in the same clock tick.
+    assert!(block_on_ready(a.get(&Key::pool("b"))).unwrap().is_none());
+    let read_at = std::fs::metadata(&journal).unwrap().modified().unwrap();
+    block_on_ready(LocalStore::open(&dir).unwrap().create(new_pool("b"))).unwrap();
+    assert_eq!(std::fs::read(&journal).unwrap(), [valid, record].concat());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    f.set_modified(read_at).unwrap();
+    drop(f);
+    // A commits next: B's record is kept.
+    block_on_ready(a.create(new_pool("c"))).unwrap();
+    let fresh = LocalStore::open(&dir).unwrap();
+    for name in ["p", "q", "b", "c"] {
+        let got = block_on_ready(fresh.get(&Key::pool(name))).unwrap();
+        assert!(got.is_some(), "pool {name} was lost");
+    }
+}
