@@ -43,4 +43,6 @@ mod objects;
 
 pub use error::Error;
 pub use local::LocalStore;
+#[cfg(feature = "failpoints")]
+pub use local::{FAILPOINT_ENV, FAILPOINT_STEPS};
 pub use memory::{Fault, MemoryStore};

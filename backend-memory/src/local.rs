@@ -30,6 +30,10 @@
 //! single-document format (`…/v1`) is still read; the first commit rewrites it as a v2
 //! snapshot. Files are created `0600`, the directory `0700`; a directory writable by others,
 //! or a store path that is not a directory, is refused.
+//!
+//! Built with the `failpoints` feature (tests only), every write step is named (see
+//! [`FAILPOINT_STEPS`]) and the process dies like `kill -9` at the step the environment
+//! variable [`FAILPOINT_ENV`] names; without the feature the steps compile to nothing.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +65,56 @@ const MIN_COMPACT_BYTES: usize = 64 << 10;
 const MAX_RECORDS: usize = 512;
 /// A field in more pieces than this is rebuilt in one piece.
 const MAX_PIECES: usize = 64;
+
+/// The environment variable naming the step where a `failpoints` build dies.
+#[cfg(feature = "failpoints")]
+pub const FAILPOINT_ENV: &str = "SPIDERPOOL_FAILPOINT";
+
+/// Every write step of the store, in the order a commit reaches them: a `failpoints` build
+/// dies at the one [`FAILPOINT_ENV`] names.
+#[cfg(feature = "failpoints")]
+pub const FAILPOINT_STEPS: &[&str] = &[
+    // Appending a record to the journal.
+    "journal-created",      // a new empty journal, the directory not yet flushed
+    "journal-tail-cut",     // a record a crash left unfinished cut off
+    "journal-before-write", // nothing of the record written yet
+    "journal-half-written", // half of the record written
+    "journal-written",      // the whole record written, not flushed
+    "journal-synced",       // the record flushed: the commit is durable
+    // Folding the journal into a new snapshot.
+    "snapshot-tmp-created", // the temporary file created (or emptied), nothing written
+    "snapshot-tmp-written", // the temporary file written, not flushed
+    "snapshot-tmp-synced",  // the temporary file flushed
+    "snapshot-renamed",     // renamed over store.json, the directory not flushed
+    "snapshot-dir-synced",  // the directory flushed
+    "journal-emptied",      // the journal truncated, not flushed
+    "journal-emptied-synced",
+];
+
+/// Dies like `kill -9` (no destructor, no flush) if `step` is the one [`FAILPOINT_ENV`] names.
+#[cfg(feature = "failpoints")]
+fn failpoint(step: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    debug_assert!(
+        FAILPOINT_STEPS.contains(&step),
+        "{step} is not in FAILPOINT_STEPS"
+    );
+    if ARMED
+        .get_or_init(|| std::env::var(FAILPOINT_ENV).ok())
+        .as_deref()
+        == Some(step)
+    {
+        let me = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &me])
+            .status();
+        std::process::abort(); // if `kill` is missing
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn failpoint(_step: &str) {}
 
 /// The local file store. See the module docs for the on-disk layout and guarantees.
 #[derive(Debug, Clone)]
@@ -467,7 +521,16 @@ impl LocalStore {
         }
         let jpath = self.dir.join(JOURNAL);
         match fs::read(&jpath) {
-            Ok(bytes) => replay(&mut state, bytes, &jpath)?,
+            Ok(bytes) => {
+                let read = bytes.len();
+                replay(&mut state, bytes, &jpath)?;
+                if state.journal.len() != read {
+                    // A torn record at the end. Whoever cuts it off and appends a record may
+                    // leave a file of the same inode, size and (coarse) time: this reading is
+                    // never taken as current, lest our next commit cut that record off.
+                    state.journal_id = None;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(Error::Io {
@@ -798,15 +861,28 @@ impl LocalStore {
             .open(&jpath)
             .map_err(io)?;
         if created {
+            failpoint("journal-created");
             fsync_dir(&self.dir)?;
         }
         // Cut off a record a crash left unfinished: its commit never returned.
         if file.metadata().map_err(io)?.len() != journal_len as u64 {
             file.set_len(journal_len as u64).map_err(io)?;
+            failpoint("journal-tail-cut");
         }
         file.seek(SeekFrom::Start(journal_len as u64)).map_err(io)?;
-        file.write_all(&record).map_err(io)?;
+        failpoint("journal-before-write");
+        // One write, or two in a `failpoints` build so that a test can die between them.
+        let half = if cfg!(feature = "failpoints") {
+            record.len() / 2
+        } else {
+            record.len()
+        };
+        file.write_all(&record[..half]).map_err(io)?;
+        failpoint("journal-half-written");
+        file.write_all(&record[half..]).map_err(io)?;
+        failpoint("journal-written");
         file.sync_data().map_err(io)?;
+        failpoint("journal-synced");
         state.journal_id = file_id(&jpath)?;
         Ok(state.revision)
     }
@@ -830,19 +906,26 @@ impl LocalStore {
             .mode(0o600)
             .open(&tmp)
             .map_err(io(&tmp))?;
+        failpoint("snapshot-tmp-created");
         file.write_all(&bytes).map_err(io(&tmp))?;
+        failpoint("snapshot-tmp-written");
         file.sync_all().map_err(io(&tmp))?;
+        failpoint("snapshot-tmp-synced");
         drop(file);
         let data = self.dir.join(DATA);
         fs::rename(&tmp, &data).map_err(io(&data))?;
+        failpoint("snapshot-renamed");
         fsync_dir(&self.dir)?;
+        failpoint("snapshot-dir-synced");
         // The snapshot holds every journal record now; a crash before this point leaves
         // records it already holds, which are skipped on reading.
         let jpath = self.dir.join(JOURNAL);
         match OpenOptions::new().write(true).open(&jpath) {
             Ok(f) => {
                 f.set_len(0).map_err(io(&jpath))?;
+                failpoint("journal-emptied");
                 f.sync_all().map_err(io(&jpath))?;
+                failpoint("journal-emptied-synced");
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
