@@ -345,19 +345,14 @@ fn split_object(object: &Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error
 fn unescape(bytes: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    while let Some(p) = memchr::memchr(b'%', &bytes[i..]) {
+        out.extend_from_slice(&bytes[i..i + p]);
+        i += p;
+        let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+        out.push(u8::from_str_radix(hex, 16).ok()?);
+        i += 3;
     }
+    out.extend_from_slice(&bytes[i..]);
     String::from_utf8(out).ok()
 }
 
@@ -370,14 +365,25 @@ fn tabs(line: &str, n: usize) -> Vec<usize> {
 
 /// Appends `s` with `%`, TAB and newline escaped, so that key fields split on TAB.
 fn escape_into(out: &mut Vec<u8>, s: &str) {
-    for b in s.bytes() {
-        match b {
-            b'%' => out.extend_from_slice(b"%25"),
-            b'\t' => out.extend_from_slice(b"%09"),
-            b'\n' => out.extend_from_slice(b"%0A"),
-            b'\r' => out.extend_from_slice(b"%0D"),
-            _ => out.push(b),
-        }
+    out.reserve(s.len());
+    // Runs without a byte to escape are copied whole (compact JSON has none but `%`).
+    for piece in s
+        .as_bytes()
+        .split_inclusive(|b| matches!(b, b'%' | b'\t' | b'\n' | b'\r'))
+    {
+        let (last, run) = piece.split_last().map_or((0, piece), |(l, r)| (*l, r));
+        let escaped: &[u8] = match last {
+            b'%' => b"%25",
+            b'\t' => b"%09",
+            b'\n' => b"%0A",
+            b'\r' => b"%0D",
+            _ => {
+                out.extend_from_slice(piece);
+                continue;
+            }
+        };
+        out.extend_from_slice(run);
+        out.extend_from_slice(escaped);
     }
 }
 
@@ -1227,5 +1233,32 @@ impl Store for LocalStore {
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), spiderpool_core::Error> {
         self.with_state(|s, me| me.commit_writes(s, writes).map(|_| ()))
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::{escape_into, unescape};
+
+    #[test]
+    fn escaping_round_trips_and_leaves_no_separator() {
+        for s in [
+            "",
+            "plain {\"10.0.0.1\":{\"pod\":\"a/b\"}}",
+            "%",
+            "a%b\tc\nd\re%%",
+            "\t\n\r%x",
+            "ünïcödé\t€%",
+        ] {
+            let mut out = Vec::new();
+            escape_into(&mut out, s);
+            assert!(
+                !out.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r')),
+                "{s:?}"
+            );
+            assert_eq!(unescape(&out).as_deref(), Some(s), "{s:?}");
+        }
+        assert_eq!(unescape(b"a%0"), None);
+        assert_eq!(unescape(b"a%zz"), None);
     }
 }
