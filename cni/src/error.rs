@@ -93,6 +93,18 @@ pub enum Error {
     /// A command-line request that cannot be carried out (unknown kind, object not found, …).
     #[error("{0}")]
     Usage(String),
+    /// A CNI command did not finish within `ipam.command_timeout_ms` (a store that accepts
+    /// connections but never answers, retries that keep failing): the runtime should try again
+    /// later.
+    #[error(
+        "{command} did not finish within {millis} ms (the store is not answering), try again later"
+    )]
+    DeadlineExceeded {
+        /// The CNI command.
+        command: String,
+        /// The bound, in milliseconds.
+        millis: u128,
+    },
 }
 
 /// CNI error codes (spec 1.1: 1–99 reserved; ours from 100).
@@ -126,7 +138,7 @@ impl Error {
         match self {
             Error::IncompatibleVersion { .. } => code::INCOMPATIBLE_VERSION,
             Error::InvalidNetconf { .. } | Error::Kubeconfig { .. } => code::INVALID_NETCONF,
-            Error::KubeUnavailable { .. } => code::TRY_AGAIN,
+            Error::KubeUnavailable { .. } | Error::DeadlineExceeded { .. } => code::TRY_AGAIN,
             Error::Kube { .. } => code::INTERNAL,
             Error::InvalidEnv { .. } => code::INVALID_ENV,
             Error::CheckFailed { .. } => code::CHECK_FAILED,

@@ -28,6 +28,10 @@ pub const DEFAULT_AUTOPOOL_WAIT_RETRIES: u32 = 10;
 /// The pause between two of those looks, in ms.
 pub const DEFAULT_AUTOPOOL_WAIT_INTERVAL_MS: u64 = 1_000;
 
+/// Default bound on a whole CNI command (`ipam.command_timeout_ms`): past it the plugin answers
+/// "try again later" (code 11) instead of waiting on a store that does not answer.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 60_000;
+
 /// Largest netconf accepted on stdin.
 pub const MAX_NETCONF_BYTES: usize = 1 << 20;
 
@@ -144,6 +148,12 @@ pub struct IpamConf {
     /// [`DEFAULT_AUTOPOOL_WAIT_INTERVAL_MS`]; Spiderpool's agent waits 2 s).
     #[serde(default)]
     pub autopool_wait_interval_ms: Option<u64>,
+    /// Ours: the bound on a whole ADD, DEL, CHECK, STATUS or GC, in milliseconds (default
+    /// [`DEFAULT_COMMAND_TIMEOUT_MS`]). Each store request has its own timeout, but retries of a
+    /// store that keeps timing out would add up; past this bound the plugin answers "try again
+    /// later" (code 11).
+    #[serde(default)]
+    pub command_timeout_ms: Option<u64>,
 }
 
 impl NetConf {
@@ -209,6 +219,16 @@ impl NetConf {
             .as_deref()
             .filter(|p| !p.is_empty())
             .unwrap_or(DEFAULT_KUBECONFIG)
+    }
+
+    /// The bound on a whole CNI command.
+    pub fn command_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.ipam
+                .command_timeout_ms
+                .filter(|t| *t > 0)
+                .unwrap_or(DEFAULT_COMMAND_TIMEOUT_MS),
+        )
     }
 
     /// The bound on one Kubernetes API request.

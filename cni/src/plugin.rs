@@ -60,17 +60,33 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
     };
     let outcome = runtime.block_on(async {
         let conf = NetConf::parse(stdin)?;
-        match env.command.as_str() {
-            "ADD" => add(env, &conf, node).await.map(Some),
-            "DEL" => del(env, &conf).await.map(|()| None),
-            "CHECK" => check(env, &conf).await.map(|()| None),
-            "STATUS" => status(&conf).await.map(|()| None),
-            "GC" => gc(&conf, node).await.map(|()| None),
-            other => Err(Error::InvalidEnv {
-                var: "CNI_COMMAND".into(),
-                reason: format!("unknown command {other:?} (ADD, DEL, CHECK, VERSION, STATUS, GC)"),
-            }),
-        }
+        let command = async {
+            match env.command.as_str() {
+                "ADD" => add(env, &conf, node).await.map(Some),
+                "DEL" => del(env, &conf).await.map(|()| None),
+                "CHECK" => check(env, &conf).await.map(|()| None),
+                "STATUS" => status(&conf).await.map(|()| None),
+                "GC" => gc(&conf, node).await.map(|()| None),
+                other => Err(Error::InvalidEnv {
+                    var: "CNI_COMMAND".into(),
+                    reason: format!(
+                        "unknown command {other:?} (ADD, DEL, CHECK, VERSION, STATUS, GC)"
+                    ),
+                }),
+            }
+        };
+        // Dropping the command at the bound is safe: a local-store commit has no await point
+        // inside, and an etcd or Kubernetes write either applied or not; an ADD that failed is
+        // followed by the runtime's DEL, and a repeated ADD returns what was recorded.
+        let limit = conf.command_timeout();
+        tokio::time::timeout(limit, command)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::DeadlineExceeded {
+                    command: env.command.clone(),
+                    millis: limit.as_millis(),
+                })
+            })
     });
     if let Ok(conf) = NetConf::parse(stdin) {
         log(&conf, env, outcome.as_ref().err());

@@ -316,3 +316,33 @@ fn an_unreachable_etcd_answers_try_again_later_without_hanging() {
         start.elapsed()
     );
 }
+
+#[test]
+fn an_etcd_that_accepts_but_never_answers_gives_try_again_later_in_bounded_time() {
+    // A blackholed endpoint: connections are accepted and then nothing is ever said, so only
+    // the store's own timeouts can end the call.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let lab = Lab::new();
+    let store = format!("etcd://127.0.0.1:{port}/spiderpool");
+    let conf = lab.conf("1.0.0", json!({"store": store, "command_timeout_ms": 3000}));
+    let start = std::time::Instant::now();
+    for command in ["ADD", "DEL"] {
+        let reply = lab.call(command, "c1", "a", &conf);
+        assert_error(&reply, 11, "try again later");
+        assert!(reply.stdout.contains("within 3000 ms"), "{reply:?}");
+    }
+    // Each call ends at the bound (a store request alone may take 5 s), not after the
+    // engine's many retries of a store that keeps timing out.
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+}
