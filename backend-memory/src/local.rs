@@ -37,7 +37,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek as _, SeekFrom, Write as _};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -183,6 +183,11 @@ struct Entry {
 struct State {
     snapshot_id: FileId,
     journal_id: FileId,
+    /// The snapshot file this state was read from, held open so that its inode cannot be
+    /// given to a later snapshot while the state is cached: two folds by other processes
+    /// within one tick of the (coarse) file clock could otherwise leave a new snapshot with
+    /// this one's inode, size and time.
+    _snapshot_pin: Option<File>,
     /// The store revision: incremented by every write.
     revision: u64,
     /// The snapshot file (or a v1 file converted to lines: `legacy`), and its object lines
@@ -202,6 +207,7 @@ impl State {
         State {
             snapshot_id,
             journal_id,
+            _snapshot_pin: None,
             revision: 0,
             base: Vec::new(),
             lines: Vec::new(),
@@ -520,8 +526,16 @@ impl LocalStore {
     fn load(&self, snapshot_id: FileId, journal_id: FileId) -> Result<State, Error> {
         let path = self.dir.join(DATA);
         let mut state = State::empty(snapshot_id, journal_id);
-        match fs::read(&path) {
-            Ok(bytes) => self.load_snapshot(&mut state, bytes)?,
+        match File::open(&path) {
+            Ok(mut file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                self.load_snapshot(&mut state, bytes)?;
+                state._snapshot_pin = Some(file);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::Io { path, source }),
         }
