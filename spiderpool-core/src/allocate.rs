@@ -344,16 +344,25 @@ impl<'a> Planner<'a> {
     }
 
     /// The pool writes, in pool-name order.
-    fn pool_writes(&mut self) -> Vec<Write> {
+    fn pool_writes(&mut self) -> Result<Vec<Write>, Error> {
         let mut out = Vec::new();
         for w in self.work.values_mut() {
             if !w.dirty() {
                 continue;
             }
             let mut pool = w.pool.clone();
-            let encoded = w.p.index.encode_next();
-            let status = encoded.as_ref().and_then(|e| e.status());
-            w.p.encoded = encoded;
+            // Never write a pool whose records could not be encoded: that would drop them.
+            let encoded =
+                w.p.index
+                    .encode_next()
+                    .ok_or_else(|| Error::CorruptStatus {
+                        kind: SpiderIPPool::KIND.to_string(),
+                        name: pool.metadata.name.clone(),
+                        field: "status.allocatedIPs".to_string(),
+                        reason: "the records cannot be encoded".to_string(),
+                    })?;
+            let status = encoded.status();
+            w.p.encoded = Some(encoded);
             pool.status.allocated_ips = status.clone();
             pool.status.allocated_ip_count =
                 Some(i64::try_from(w.p.index.len()).unwrap_or(i64::MAX));
@@ -363,7 +372,7 @@ impl<'a> Planner<'a> {
                 expected: w.revision.clone(),
             });
         }
-        out
+        Ok(out)
     }
 
     /// Ends the plan: with `Some(plan)` the indexes wait in the cache for
@@ -629,7 +638,7 @@ fn allocate_with<'a>(
 
     let mut ips = kept;
     ips.extend(fresh);
-    let mut writes = planner.pool_writes();
+    let mut writes = planner.pool_writes()?;
     let endpoint = build_endpoint(req, snap, &ep_name, stateful, ips.clone());
     writes.push(match &snap.endpoint {
         Some((_, rev)) => Write::Update {
@@ -774,7 +783,7 @@ fn release_with<'a>(
             }
         }
     }
-    let mut writes = planner.pool_writes();
+    let mut writes = planner.pool_writes()?;
     writes.extend(delete_endpoint);
     if writes.is_empty() {
         return unchanged;
@@ -892,7 +901,7 @@ fn cleanup_with<'a>(
             }
         }
     }
-    let mut writes = planner.pool_writes();
+    let mut writes = planner.pool_writes()?;
     writes.extend(delete_endpoint);
     let outcome = if writes.is_empty() {
         Outcome::Unchanged

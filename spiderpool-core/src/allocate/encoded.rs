@@ -19,6 +19,9 @@ use crate::model::PoolIPAllocation;
 pub(crate) struct Encoded {
     text: Arc<str>,
     spans: Vec<Span>,
+    /// False for a text too large for the spans' 32-bit offsets (over 4 GiB): it is written
+    /// whole, and the next write encodes every record again.
+    spanned: bool,
 }
 
 /// Where one record sits: `text[start..end]` is `"key":value`, `text[start + 1..key_end]` the
@@ -44,13 +47,20 @@ impl Encoded {
         Encoded {
             text: Arc::from(""),
             spans: Vec::new(),
+            spanned: true,
         }
     }
 
-    /// `text`, whose entries [`scan`] returned, with `addrs[i]` the address of entry `i`.
-    /// `None` when the text is too large for the spans' offsets.
-    pub(crate) fn new(text: Arc<str>, entries: &[(IpAddr, usize, usize, usize)]) -> Option<Self> {
-        u32::try_from(text.len()).ok()?;
+    /// `text` with its entries: (address, start of the key's quote, end of the key, end of
+    /// the value).
+    pub(crate) fn new(text: Arc<str>, entries: &[(IpAddr, usize, usize, usize)]) -> Self {
+        if u32::try_from(text.len()).is_err() {
+            return Encoded {
+                text,
+                spans: Vec::new(),
+                spanned: false,
+            };
+        }
         let spans = entries
             .iter()
             .map(|&(addr, start, key_end, end)| Span {
@@ -60,12 +70,21 @@ impl Encoded {
                 end: end as u32,
             })
             .collect();
-        Some(Encoded { text, spans })
+        Encoded {
+            text,
+            spans,
+            spanned: true,
+        }
+    }
+
+    /// Whether later writes can start from this text (see `spanned`).
+    pub(crate) fn spanned(&self) -> bool {
+        self.spanned
     }
 
     /// The text as `status.allocatedIPs` holds it: `None` without records.
     pub(crate) fn status(&self) -> Option<String> {
-        (!self.spans.is_empty()).then(|| self.text.to_string())
+        (!self.text.is_empty()).then(|| self.text.to_string())
     }
 
     fn key(&self, s: &Span) -> &str {
@@ -78,7 +97,8 @@ impl Encoded {
 
     /// A new text: the entries of `self` whose address is not in `dirty` (sorted) copied,
     /// and `fresh` (the records now at the dirty addresses, sorted by key) encoded, merged
-    /// in key order. `None` if a record cannot be encoded.
+    /// in key order. `None` if a record cannot be encoded (serde_json cannot fail on these
+    /// types; the caller still refuses to write rather than drop records).
     pub(crate) fn splice(
         &self,
         dirty: &[IpAddr],
@@ -123,7 +143,7 @@ impl Encoded {
             return Some(Encoded::empty());
         }
         let text: Arc<str> = String::from_utf8(out).ok()?.into();
-        Encoded::new(text, &spans)
+        Some(Encoded::new(text, &spans))
     }
 }
 

@@ -137,7 +137,7 @@ impl PoolIndex {
                 let end = encoded::offset(&text, e.value.get()) + e.value.get().len();
                 spans.push((addr, e.start, e.start + 1 + e.key.len(), end));
             }
-            index.encoded = Encoded::new(text.clone(), &spans);
+            index.encoded = Some(Encoded::new(text.clone(), &spans)).filter(Encoded::spanned);
             return Ok(index);
         }
         for (key, record) in pool.allocations()? {
@@ -454,7 +454,7 @@ impl PoolIndex {
     /// Takes `written` (from [`PoolIndex::encode_next`] on this index, now stored) as the
     /// text later writes start from.
     pub(crate) fn rebase(&mut self, written: Encoded) {
-        self.encoded = Some(written);
+        self.encoded = Some(written).filter(Encoded::spanned);
         self.dirty.clear();
     }
 
