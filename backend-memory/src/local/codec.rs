@@ -1,0 +1,157 @@
+//! The text of the store's files: keys and object lines, the `%`-escaping of their fields,
+//! the large `allocatedIPs` field kept apart, record checksums.
+
+use std::ops::Range;
+
+use serde_json::Value;
+use spiderpool_core::model::Object;
+use spiderpool_core::store::Key;
+
+use super::{Entry, Flat, Src};
+
+/// Splits the object's JSON into the JSON without `status.allocatedIPs` and that field
+/// escaped (the one field that grows with a pool's allocations).
+pub(super) fn split_object(object: &Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
+    let mut value = object.to_value();
+    let mut extra = Vec::new();
+    if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
+        match status.remove("allocatedIPs") {
+            Some(Value::String(s)) => {
+                extra.push(b's');
+                escape_into(&mut extra, &s);
+            }
+            Some(other) => {
+                status.insert("allocatedIPs".into(), other);
+            }
+            None => {}
+        }
+    }
+    Ok((serde_json::to_vec(&value)?, extra))
+}
+
+/// Undoes [`escape_into`].
+pub(super) fn unescape(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'%', &bytes[i..]) {
+        out.extend_from_slice(&bytes[i..i + p]);
+        i += p;
+        let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+        out.push(u8::from_str_radix(hex, 16).ok()?);
+        i += 3;
+    }
+    out.extend_from_slice(&bytes[i..]);
+    String::from_utf8(out).ok()
+}
+
+/// The positions of the first `n` TABs of `line` (fewer if it has fewer).
+pub(super) fn tabs(line: &str, n: usize) -> Vec<usize> {
+    memchr::memchr_iter(b'\t', line.as_bytes())
+        .take(n)
+        .collect()
+}
+
+/// Appends `s` with `%`, TAB and newline escaped, so that key fields split on TAB.
+pub(super) fn escape_into(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len());
+    // Runs without a byte to escape are copied whole (compact JSON has none but `%`).
+    for piece in s
+        .as_bytes()
+        .split_inclusive(|b| matches!(b, b'%' | b'\t' | b'\n' | b'\r'))
+    {
+        let (last, run) = piece.split_last().map_or((0, piece), |(l, r)| (*l, r));
+        let escaped: &[u8] = match last {
+            b'%' => b"%25",
+            b'\t' => b"%09",
+            b'\n' => b"%0A",
+            b'\r' => b"%0D",
+            _ => {
+                out.extend_from_slice(piece);
+                continue;
+            }
+        };
+        out.extend_from_slice(run);
+        out.extend_from_slice(escaped);
+    }
+}
+
+/// `kind TAB (empty | "+" namespace) TAB name`, escaped.
+pub(super) fn encode_key(key: &Key) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.kind.len() + key.name.len() + 24);
+    escape_into(&mut out, &key.kind);
+    out.push(b'\t');
+    if let Some(ns) = &key.namespace {
+        out.push(b'+');
+        escape_into(&mut out, ns);
+    }
+    out.push(b'\t');
+    escape_into(&mut out, &key.name);
+    out
+}
+
+/// 64-bit FNV-1a: the journal records' checksum (detects torn and damaged records).
+pub(super) fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Appends object lines (sorted by key) to `out`; returns their index over `out`.
+pub(super) fn snapshot_body(objects: &[Flat], out: &mut Vec<u8>) -> Vec<(Range<usize>, Entry)> {
+    let mut lines = Vec::with_capacity(objects.len());
+    for (k, rev, json, extra) in objects {
+        let start = out.len();
+        out.extend_from_slice(k);
+        let key = start..out.len();
+        out.extend_from_slice(format!("\t{rev}\t").as_bytes());
+        let j = out.len();
+        out.extend_from_slice(json);
+        let json = j..out.len();
+        out.push(b'\t');
+        let x = out.len();
+        out.extend_from_slice(extra);
+        let extra = if extra.is_empty() {
+            Vec::new()
+        } else {
+            vec![(Src::Base, x..out.len())]
+        };
+        out.push(b'\n');
+        let entry = Entry {
+            rev: *rev,
+            json: (Src::Base, json),
+            extra,
+        };
+        lines.push((key, entry));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape_into, unescape};
+
+    #[test]
+    fn escaping_round_trips_and_leaves_no_separator() {
+        for s in [
+            "",
+            "plain {\"10.0.0.1\":{\"pod\":\"a/b\"}}",
+            "%",
+            "a%b\tc\nd\re%%",
+            "\t\n\r%x",
+            "ünïcödé\t€%",
+        ] {
+            let mut out = Vec::new();
+            escape_into(&mut out, s);
+            assert!(
+                !out.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r')),
+                "{s:?}"
+            );
+            assert_eq!(unescape(&out).as_deref(), Some(s), "{s:?}");
+        }
+        assert_eq!(unescape(b"a%0"), None);
+        assert_eq!(unescape(b"a%zz"), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! Replaying the journal over the snapshot: record by record, checksums checked; a record cut
+//! short at the end is a commit that never returned (ignored), anything else malformed is
+//! corruption.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::codec::{checksum, tabs};
+use super::{cut, Entry, Src, State};
+use crate::Error;
+
+/// Replays the journal's records over the snapshot.
+pub(super) fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
+    let corrupt = |at: usize, reason: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("byte {at}: {reason}"),
+    };
+    // Only whole records are valid UTF-8 for sure: check up to the last one later.
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let mut at = 0;
+    let mut valid = 0;
+    let mut revision = state.revision;
+    // The fields' pieces point into the journal: it is in the state while replaying.
+    state.journal = bytes.clone();
+    while at < bytes.len() {
+        let header = text
+            .as_bytes()
+            .get(at..)
+            .and_then(|t| memchr::memchr(b'\n', t))
+            .and_then(|nl| text.get(at..at + nl));
+        let Some(header) = header else {
+            break; // a header cut short: torn
+        };
+        let nl = header.len();
+        let fields: Vec<&str> = header.split(' ').collect();
+        let parsed = match &fields[..] {
+            [before, count, len, sum] if before.starts_with('#') => before[1..]
+                .parse::<u64>()
+                .ok()
+                .zip(count.parse::<u64>().ok())
+                .zip(len.parse::<usize>().ok())
+                .zip(u64::from_str_radix(sum, 16).ok()),
+            _ => None,
+        };
+        let Some((((before, count), len), sum)) = parsed else {
+            return Err(corrupt(at, "not a journal record"));
+        };
+        let body_start = at + nl + 1;
+        let body_end = body_start.saturating_add(len);
+        if body_end > bytes.len() {
+            break; // a body cut short: torn
+        }
+        if checksum(&bytes[body_start..body_end]) != sum {
+            if body_end == bytes.len() {
+                break; // the last record, damaged by the crash that cut it: torn
+            }
+            return Err(corrupt(at, "checksum mismatch"));
+        }
+        let Some(body) = text.get(body_start..body_end) else {
+            return Err(corrupt(at, "not UTF-8"));
+        };
+        let Some(end) = before.checked_add(count) else {
+            return Err(corrupt(at, "revision out of range"));
+        };
+        if end <= revision {
+            // Already in the snapshot (a crash came between the snapshot and emptying us).
+        } else if before == revision {
+            let mut line_at = body_start;
+            for line in body.split_terminator('\n') {
+                revision = revision
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt(line_at, "revision out of range"))?;
+                let t = tabs(line, 8);
+                let rev_ok = |r: &str| r.parse::<u64>().ok() == Some(revision);
+                let span = |r: Range<usize>| (Src::Journal, line_at + r.start..line_at + r.end);
+                let change = match (line.as_bytes().first(), &t[..]) {
+                    (Some(b'+'), [_, _, _, t4, t5, t6]) if rev_ok(&line[t4 + 1..*t5]) => {
+                        let extra = t6 + 1..line.len();
+                        Some(Entry {
+                            rev: revision,
+                            json: span(t5 + 1..*t6),
+                            extra: if extra.is_empty() {
+                                Vec::new()
+                            } else {
+                                vec![span(extra)]
+                            },
+                        })
+                    }
+                    (Some(b'~'), [_, _, _, t4, t5, t6, t7, t8]) if rev_ok(&line[t4 + 1..*t5]) => {
+                        let key = &line.as_bytes()[2..*t4];
+                        let old = state
+                            .overlay
+                            .get(key)
+                            .cloned()
+                            .unwrap_or_else(|| state.lookup(key).cloned())
+                            .ok_or_else(|| corrupt(line_at, "a patch of a missing object"))?;
+                        let old_len: usize = old.extra.iter().map(|s| s.1.len()).sum();
+                        let prefix = line[t6 + 1..*t7].parse::<usize>().ok();
+                        let suffix = line[t7 + 1..*t8].parse::<usize>().ok();
+                        let (Some(prefix), Some(suffix)) = (prefix, suffix) else {
+                            return Err(corrupt(line_at, "a bad patch"));
+                        };
+                        if prefix.checked_add(suffix).is_none_or(|n| n > old_len) {
+                            return Err(corrupt(line_at, "a patch beyond the object"));
+                        }
+                        let mut extra = cut(&old.extra, 0..prefix);
+                        if t8 + 1 < line.len() {
+                            extra.push(span(t8 + 1..line.len()));
+                        }
+                        extra.extend(cut(&old.extra, old_len - suffix..old_len));
+                        Some(Entry {
+                            rev: revision,
+                            json: span(t5 + 1..*t6),
+                            extra,
+                        })
+                    }
+                    (Some(b'-'), [_, _, _, t4]) if rev_ok(&line[t4 + 1..]) => None,
+                    _ => return Err(corrupt(line_at, "not a change in sequence")),
+                };
+                let key = line.get(2..t[3]).unwrap_or_default().as_bytes().to_vec();
+                state.put(key, change);
+                line_at += line.len() + 1;
+            }
+            if revision != end {
+                return Err(corrupt(at, "fewer changes than announced"));
+            }
+            state.records += 1;
+        } else {
+            return Err(corrupt(
+                at,
+                &format!("starts at revision {before}, the store is at {revision}"),
+            ));
+        }
+        at = body_end;
+        valid = at;
+    }
+    let mut bytes = bytes;
+    bytes.truncate(valid);
+    state.revision = revision;
+    state.journal = bytes;
+    Ok(())
+}
