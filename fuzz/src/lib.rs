@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admission;
+mod allocated_ips;
 mod annotations;
 mod cni;
 mod etcd_value;
@@ -21,6 +22,7 @@ mod range;
 mod state_machine;
 mod util;
 
+pub use allocated_ips::allocated_ips;
 pub use annotations::annotations;
 pub use cni::{cni_args, netconf};
 pub use etcd_value::etcd_value;
@@ -45,4 +47,5 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("local_store", local_store),
     ("etcd_value", etcd_value),
     ("state_machine", state_machine),
+    ("allocated_ips", allocated_ips),
 ];

@@ -96,4 +96,5 @@ replay_tests!(
     local_store,
     etcd_value,
     state_machine,
+    allocated_ips,
 );
