@@ -561,11 +561,9 @@ impl LocalStore {
                     "objects[{i}]: revision {rev} beyond the store revision {revision}"
                 )));
             }
-            let (json, extra) = split_object(&object).map_err(|e| corrupt(e.to_string()))?;
-            if objects
-                .insert(encode_key(&Key::of(&object)), (rev, json, extra))
-                .is_some()
-            {
+            let key = encode_key(&Key::of(&object));
+            let (json, extra) = split_object(object).map_err(|e| corrupt(e.to_string()))?;
+            if objects.insert(key, (rev, json, extra)).is_some() {
                 return Err(corrupt(format!("objects[{i}]: duplicate key")));
             }
         }

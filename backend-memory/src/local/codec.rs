@@ -11,9 +11,25 @@ use super::{Entry, Flat, Src};
 
 /// Splits the object's JSON into the JSON without `status.allocatedIPs` and that field
 /// escaped (the one field that grows with a pool's allocations).
-pub(super) fn split_object(object: &Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
-    let mut value = object.to_value();
+pub(super) fn split_object(mut object: Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
     let mut extra = Vec::new();
+    // A pool's records are taken out before the object becomes JSON: the largest field is
+    // then neither copied into the value nor escaped as a JSON string on the way.
+    if let Object::IpPool(pool) = &mut object {
+        if let Some(s) = pool.status.allocated_ips.take() {
+            extra.push(b's');
+            escape_into(&mut extra, &s);
+            // As if the field were removed from the JSON: the status stays, if only `{}`.
+            let mut value = object.to_value();
+            if let Some(fields) = value.as_object_mut() {
+                fields
+                    .entry("status")
+                    .or_insert_with(|| Value::Object(Default::default()));
+            }
+            return Ok((serde_json::to_vec(&value)?, extra));
+        }
+    }
+    let mut value = object.to_value();
     if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
         match status.remove("allocatedIPs") {
             Some(Value::String(s)) => {

@@ -64,7 +64,7 @@ impl LocalStore {
                 }
             };
             let (json, extra) =
-                split_object(&crate::objects::with_revision(object, rev)).map_err(storage)?;
+                split_object(crate::objects::with_revision(object, rev)).map_err(storage)?;
             let old = state
                 .lookup(&encoded)
                 .map(|e| state.concat(&e.extra))
