@@ -361,12 +361,10 @@ impl<'a> Planner<'a> {
                         field: "status.allocatedIPs".to_string(),
                         reason: "the records cannot be encoded".to_string(),
                     })?;
-            let status = encoded.status();
+            pool.status.allocated_ips = encoded.status();
             w.p.encoded = Some(encoded);
-            pool.status.allocated_ips = status.clone();
             pool.status.allocated_ip_count =
                 Some(i64::try_from(w.p.index.len()).unwrap_or(i64::MAX));
-            w.p.written = Some(status);
             out.push(Write::Update {
                 object: Object::IpPool(pool),
                 expected: w.revision.clone(),

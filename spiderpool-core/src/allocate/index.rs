@@ -558,9 +558,8 @@ pub struct Parked(Vec<Pending>);
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) name: String,
-    /// The `status.allocatedIPs` the plan wrote, if it wrote the pool.
-    pub(crate) written: Option<Option<String>>,
-    /// What the plan wrote with its spans, for the index to start the next write from.
+    /// The `status.allocatedIPs` the plan wrote (if it wrote the pool), with its spans for the
+    /// index to start the next write from.
     pub(crate) encoded: Option<Encoded>,
     pub(crate) spec: IPPoolSpec,
     pub(crate) status: Option<String>,
@@ -622,7 +621,6 @@ impl PoolIndexes {
         };
         Ok(Pending {
             name: name.clone(),
-            written: None,
             encoded: None,
             spec: pool.spec.clone(),
             status: pool.status.allocated_ips.clone(),
@@ -637,12 +635,11 @@ impl PoolIndexes {
     /// the revision they were read at.
     pub(crate) fn check_in(&mut self, pending: Vec<Pending>, committed: bool) {
         for mut p in pending {
-            let status = match p.written {
+            let status = match p.encoded {
                 Some(written) if committed => {
-                    if let Some(encoded) = p.encoded {
-                        p.index.rebase(encoded);
-                    }
-                    written
+                    let status = written.status();
+                    p.index.rebase(written);
+                    status
                 }
                 _ => {
                     p.index.undo(&mut p.journal);
