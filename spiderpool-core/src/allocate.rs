@@ -510,7 +510,7 @@ fn allocate_with<'a>(
                             // The record was lost (e.g. freed by hand): take it back if it
                             // is still free, usable and not reserved; otherwise give it up.
                             let index = w.index();
-                            if !index.allocated().contains(addr)
+                            if index.get(addr).is_none()
                                 && index.usable().contains(addr)
                                 && !reserved
                             {

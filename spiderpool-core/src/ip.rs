@@ -18,6 +18,7 @@ mod range;
 mod set;
 
 pub use count::IpCount;
+pub(crate) use family::addr_value;
 pub use family::IpFamily;
 pub use parse::{cidr_to_label_value, parse_cidr, parse_cidr_canonical, parse_ip};
 pub use range::{merge_ip_ranges, parse_ip_ranges, IpRange};

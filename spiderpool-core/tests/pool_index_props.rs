@@ -207,7 +207,7 @@ proptest! {
             let naive = (us..=ue).find(|&v| usable(v) && !model.contains_key(&v) && !is_reserved(v));
             prop_assert_eq!(index.lowest_free(&reserved).map(value), naive);
             let first_free = index.usable().first().and_then(|start| {
-                index.usable().first_free(&[index.allocated(), &reserved], start)
+                index.usable().first_free(&[&index.allocated(), &reserved], start)
             });
             prop_assert_eq!(first_free.map(value), naive);
             // The wire encoding is the one of the naive records, and decodes to the same index.

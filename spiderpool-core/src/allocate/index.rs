@@ -4,10 +4,11 @@
 //! A pool's `status.allocatedIPs` is Spiderpool's wire format: a JSON map from address strings
 //! to records. Decoding it and computing `usable − allocated − reserved` costs O(records) and
 //! O(pool size) per decision. The index keeps, per pool:
-//! - `usable` (`ips − excludeIPs`), `allocated` (the records' addresses) and `free`
-//!   (`usable − allocated`), all [`IpSet`]s, `free` maintained incrementally so that the lowest
-//!   free address is a lookup of its first chunk and container;
-//! - the records by address, and which addresses each pod uid and each pod name holds.
+//! - `usable` (`ips − excludeIPs`) and `free` (`usable −` the records' addresses), both
+//!   [`IpSet`]s, `free` maintained incrementally so that the lowest free address is a lookup
+//!   of its first chunk and container;
+//! - the records by address (the address's integer value: cheaper to hash than an
+//!   `IpAddr`), and which addresses each pod uid and each pod name holds.
 //!
 //! Allocating and releasing one address are O(log n) updates of these. Every change goes
 //! through [`PoolIndex::set`], which returns what it replaced, so a plan's changes can be
@@ -20,7 +21,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
-use crate::ip::{parse_ip, IpFamily, IpSet};
+use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpSet};
 use crate::model::{AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
@@ -52,9 +53,9 @@ pub struct PoolIndex {
     family: IpFamily,
     prefix: u8,
     usable: IpSet,
-    allocated: IpSet,
     free: IpSet,
-    records: HashMap<IpAddr, Held, FixedState>,
+    /// The records by the address's value ([`addr_value`]).
+    records: HashMap<u128, Held, FixedState>,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
     /// collision costs a comparison, never a wrong answer).
     by_uid: ByKey,
@@ -161,7 +162,6 @@ impl PoolIndex {
         Ok(PoolIndex {
             family,
             prefix: net.prefix_len(),
-            allocated: IpSet::for_subnet(&net),
             free: usable.clone(),
             usable,
             records: HashMap::default(),
@@ -187,9 +187,20 @@ impl PoolIndex {
         &self.usable
     }
 
-    /// The addresses records name (some may lie outside `usable` after a spec change).
-    pub fn allocated(&self) -> &IpSet {
-        &self.allocated
+    /// The addresses records name (some may lie outside `usable` after a spec change). Built
+    /// on each call from the records: O(records); the allocation path uses [`PoolIndex::get`].
+    pub fn allocated(&self) -> IpSet {
+        let mut set = IpSet::new(self.family);
+        for addr in self.addrs() {
+            set.insert(addr);
+        }
+        set
+    }
+
+    /// The addresses of the records, in no particular order.
+    fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let family = self.family;
+        self.records.keys().filter_map(move |v| family.addr(*v))
     }
 
     /// `usable − allocated` (reserved IPs not subtracted).
@@ -209,14 +220,14 @@ impl PoolIndex {
 
     /// The record of `addr`.
     pub fn get(&self, addr: IpAddr) -> Option<&Held> {
-        self.records.get(&addr)
+        self.records.get(&addr_value(addr))
     }
 
     /// The record whose key is exactly `key` (as `status.allocatedIPs` spells it), with its
     /// address.
     pub fn get_key(&self, key: &str) -> Option<(IpAddr, &Held)> {
         let addr: IpAddr = parse_ip(Some(self.family), key).ok()?;
-        let held = self.records.get(&addr)?;
+        let held = self.records.get(&addr_value(addr))?;
         let same = match &held.key {
             Some(k) => **k == *key,
             None => addr.to_string() == key,
@@ -226,7 +237,7 @@ impl PoolIndex {
 
     /// The key of `addr`'s record as written on the wire.
     pub fn key_of(&self, addr: IpAddr) -> String {
-        match self.records.get(&addr).and_then(|h| h.key.as_deref()) {
+        match self.get(addr).and_then(|h| h.key.as_deref()) {
             Some(k) => k.to_string(),
             None => addr.to_string(),
         }
@@ -251,7 +262,7 @@ impl PoolIndex {
         let by_pod = pod.map_or(&[][..], |p| self.held_by_pod(p));
         let mut best: Option<(String, IpAddr, &Held)> = None;
         for &addr in self.held_by_uid(uid).iter().chain(by_pod) {
-            let Some(held) = self.records.get(&addr) else {
+            let Some(held) = self.get(addr) else {
                 continue;
             };
             let r = &held.record;
@@ -270,7 +281,11 @@ impl PoolIndex {
     /// The address Spiderpool hands out next: the lowest of `free − reserved`. Work: one
     /// lookup, plus one per run of reserved addresses skipped.
     pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
-        let mut cursor = self.free.min()?;
+        let first = self.free.min()?;
+        if !reserved.contains(first) {
+            return Some(first);
+        }
+        let mut cursor = reserved.next_absent_at_or_after(first)?;
         loop {
             let candidate = self.free.next_at_or_after(cursor)?;
             if !reserved.contains(candidate) {
@@ -376,9 +391,9 @@ impl PoolIndex {
             Some(held) => {
                 push(&mut self.by_uid, &held.record.pod_uid, addr);
                 push(&mut self.by_pod, &held.record.pod, addr);
-                self.records.insert(addr, held)
+                self.records.insert(addr_value(addr), held)
             }
-            None => self.records.remove(&addr),
+            None => self.records.remove(&addr_value(addr)),
         };
         if let Some(old) = &old {
             pull(&mut self.by_uid, &old.record.pod_uid, addr);
@@ -386,14 +401,10 @@ impl PoolIndex {
         }
         match (old.is_some(), holds) {
             (false, true) => {
-                self.allocated.insert_lazy(addr);
                 self.free.remove_lazy(addr);
             }
-            (true, false) => {
-                self.allocated.remove_lazy(addr);
-                if self.usable.contains(addr) {
-                    self.free.insert_lazy(addr);
-                }
+            (true, false) if self.usable.contains(addr) => {
+                self.free.insert_lazy(addr);
             }
             _ => {}
         }
@@ -438,14 +449,14 @@ impl PoolIndex {
             }
             None => {
                 empty = Encoded::empty();
-                let mut all: Vec<IpAddr> = self.records.keys().copied().collect();
+                let mut all: Vec<IpAddr> = self.addrs().collect();
                 all.sort_unstable();
                 (&empty, all)
             }
         };
         let mut fresh: Vec<(String, IpAddr, &PoolIPAllocation)> = changed
             .iter()
-            .filter_map(|a| Some((self.key_of(*a), *a, &*self.records.get(a)?.record)))
+            .filter_map(|a| Some((self.key_of(*a), *a, &*self.get(*a)?.record)))
             .collect();
         fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         base.splice(&changed, &fresh)
@@ -467,23 +478,20 @@ impl PoolIndex {
     /// Checks that the sets and maps agree with the records; used by property tests.
     #[doc(hidden)]
     pub fn validate_invariants(&self) -> Result<(), String> {
-        let mut allocated = IpSet::new(self.family);
-        for addr in self.records.keys() {
-            allocated.insert(*addr);
+        let allocated = self.allocated();
+        if allocated.len() != IpCount::from(self.records.len() as u64) {
+            return Err("a record's key is not an address of the pool's family".into());
         }
-        if allocated != self.allocated {
-            return Err("allocated set differs from the records".into());
-        }
-        if self.free != self.usable.difference(&self.allocated) {
+        if self.free != self.usable.difference(&allocated) {
             return Err("free set differs from usable − allocated".into());
         }
         let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
         if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
             return Err("uid or pod index out of step with the records".into());
         }
-        for (addr, h) in &self.records {
-            if !self.held_by_uid(&h.record.pod_uid).contains(addr)
-                || !self.held_by_pod(&h.record.pod).contains(addr)
+        for (addr, h) in self.addrs().filter_map(|a| Some((a, self.get(a)?))) {
+            if !self.held_by_uid(&h.record.pod_uid).contains(&addr)
+                || !self.held_by_pod(&h.record.pod).contains(&addr)
             {
                 return Err(format!("{addr} missing from the uid or pod index"));
             }
