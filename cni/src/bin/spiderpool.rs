@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use spiderpool_cni::netconf::{CniEnv, MAX_NETCONF_BYTES};
 
 fn main() {
+    spiderpool_cni::plugin::exit_after_reply();
     let env = CniEnv::from_lookup(|k| std::env::var(k).ok());
     let mut stdin = Vec::new();
     let read = std::io::stdin()

@@ -4,9 +4,12 @@
 //! A pool's `status.allocatedIPs` is Spiderpool's wire format: a JSON map from address strings
 //! to records. Decoding it and computing `usable − allocated − reserved` costs O(records) and
 //! O(pool size) per decision. The index keeps, per pool:
-//! - `usable` (`ips − excludeIPs`) and `free` (`usable −` the records' addresses), both
-//!   [`IpSet`]s, `free` maintained incrementally so that the lowest free address is a lookup
-//!   of its first chunk and container;
+//! - `usable` (`ips − excludeIPs`) and the free addresses (`usable −` the records'
+//!   addresses), kept as a *mark* (no record at or above it: every usable address from the
+//!   mark up is free) and the [`IpSet`] of the free addresses below the mark, maintained
+//!   incrementally. Pools fill from the bottom, so taking and giving back the address at the
+//!   top of the allocated ones moves the mark and touches no bitmap; the free set below the
+//!   mark stays small (an IPv6 /64 never becomes a 2^32-bit bitmap of free addresses);
 //! - the records by address (the address's integer value: cheaper to hash than an
 //!   `IpAddr`), and which addresses each pod uid and each pod name holds.
 //!
@@ -21,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
-use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpSet};
+use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
 use crate::model::{AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
@@ -53,7 +56,15 @@ pub struct PoolIndex {
     family: IpFamily,
     prefix: u8,
     usable: IpSet,
+    /// The free usable addresses below `mark`.
     free: IpSet,
+    /// No record at or above this address value; every usable address from it up is free.
+    /// `None`: past the family's last address.
+    mark: Option<u128>,
+    /// Address values known to be all usable (inclusive; empty when start > end): the run
+    /// the mark was last found in. While the mark stays inside it, allocating and releasing
+    /// at the mark need no lookup of `usable`.
+    known: (u128, u128),
     /// The records by the address's value ([`addr_value`]).
     records: HashMap<u128, Held, FixedState>,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
@@ -159,17 +170,24 @@ impl PoolIndex {
         let family = spec.family()?;
         let net = spec.subnet_net()?;
         let usable = spec.total_ips()?;
-        Ok(PoolIndex {
+        let mut index = PoolIndex {
             family,
             prefix: net.prefix_len(),
-            free: usable.clone(),
+            free: IpSet::for_subnet(&net),
+            mark: None,
+            known: (1, 0),
             usable,
             records: HashMap::default(),
             by_uid: ByKey::default(),
             by_pod: ByKey::default(),
             encoded: Some(Encoded::empty()),
             dirty: Vec::new(),
-        })
+        };
+        // The mark starts at the first usable address (none: past the end, nothing free).
+        index.mark = Some(0);
+        index.find_known();
+        index.mark = (index.known.0 <= index.known.1).then_some(index.known.0);
+        Ok(index)
     }
 
     /// The pool's family.
@@ -203,9 +221,111 @@ impl PoolIndex {
         self.records.keys().filter_map(move |v| family.addr(*v))
     }
 
-    /// `usable − allocated` (reserved IPs not subtracted).
-    pub fn free(&self) -> &IpSet {
-        &self.free
+    /// `usable − allocated` (reserved IPs not subtracted). Built on each call from the free
+    /// set below the mark and the usable addresses above it; the allocation path uses
+    /// [`PoolIndex::lowest_free`].
+    pub fn free(&self) -> IpSet {
+        let mut out = self.free.clone();
+        for run in self.usable_from_mark_to(None) {
+            out.insert_range(&run);
+        }
+        out
+    }
+
+    /// The usable addresses from the mark up to `end` (excluded; `None`: to the family's
+    /// end), as runs.
+    fn usable_from_mark_to(&self, end: Option<u128>) -> Vec<IpRange> {
+        let Some(from) = self.mark.and_then(|m| self.family.addr(m)) else {
+            return Vec::new();
+        };
+        let last = match end {
+            Some(e) => e.checked_sub(1).and_then(|l| self.family.addr(l)),
+            None => self.family.addr(self.family.max_value()),
+        };
+        let Some(span) = last.and_then(|l| IpRange::new(from, l)) else {
+            return Vec::new();
+        };
+        let mut above = IpSet::new(self.family);
+        above.insert_range(&span);
+        above.intersection(&self.usable).runs().collect()
+    }
+
+    /// The lowest free address at or after `cursor`: in the free set below the mark, else the
+    /// first usable address from the mark.
+    fn next_free_at_or_after(&self, cursor: IpAddr) -> Option<IpAddr> {
+        if let Some(a) = self.free.next_at_or_after(cursor) {
+            return Some(a);
+        }
+        let from = addr_value(cursor).max(self.mark?);
+        if self.known.0 <= from && from <= self.known.1 {
+            return self.family.addr(from);
+        }
+        self.usable.next_at_or_after(self.family.addr(from)?)
+    }
+
+    /// The first usable address value at or after the mark, if the known run holds the mark.
+    fn known_first(&self) -> Option<u128> {
+        let m = self.mark?;
+        (self.known.0 <= m && m <= self.known.1).then_some(m)
+    }
+
+    /// Sets `known` to the run of usable addresses starting at the first one at or after the
+    /// mark (empty when there is none).
+    fn find_known(&mut self) {
+        self.known = (1, 0);
+        let Some(first) = self
+            .mark
+            .and_then(|m| self.usable.next_at_or_after(self.family.addr(m)?))
+        else {
+            return;
+        };
+        let end = self
+            .usable
+            .next_absent_at_or_after(first)
+            .map_or(self.family.max_value(), |a| addr_value(a) - 1);
+        self.known = (addr_value(first), end);
+    }
+
+    /// The address value after `v`, `None` past the family's end (how the mark says it).
+    fn after(&self, v: u128) -> Option<u128> {
+        v.checked_add(1).filter(|n| *n <= self.family.max_value())
+    }
+
+    /// `addr` gets a record: it leaves the free set, or the mark moves past it (the usable
+    /// addresses it skips join the free set).
+    fn take(&mut self, addr: IpAddr) {
+        let v = addr_value(addr);
+        if self.mark.is_none_or(|m| v < m) {
+            self.free.remove_lazy(addr);
+            return;
+        }
+        let first = match self.known_first() {
+            Some(m) => Some(m),
+            None => self
+                .mark
+                .and_then(|m| self.usable.next_at_or_after(self.family.addr(m)?))
+                .map(addr_value),
+        };
+        if first.is_some_and(|f| f < v) {
+            for run in self.usable_from_mark_to(Some(v)) {
+                self.free.insert_range(&run);
+            }
+        }
+        self.mark = self.after(v);
+        if self.known_first().is_none() {
+            self.find_known();
+        }
+    }
+
+    /// `addr` loses its record: the mark comes down to it when it was the top one, else it
+    /// joins the free set if usable.
+    fn give_back(&mut self, addr: IpAddr) {
+        let v = addr_value(addr);
+        if self.mark == self.after(v) {
+            self.mark = Some(v);
+        } else if self.usable.contains(addr) {
+            self.free.insert_lazy(addr);
+        }
     }
 
     /// Number of records.
@@ -281,13 +401,19 @@ impl PoolIndex {
     /// The address Spiderpool hands out next: the lowest of `free − reserved`. Work: one
     /// lookup, plus one per run of reserved addresses skipped.
     pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
-        let first = self.free.min()?;
+        let first = match self.free.min() {
+            Some(a) => a,
+            None => match self.known_first() {
+                Some(m) => self.family.addr(m)?,
+                None => self.usable.next_at_or_after(self.family.addr(self.mark?)?)?,
+            },
+        };
         if !reserved.contains(first) {
             return Some(first);
         }
         let mut cursor = reserved.next_absent_at_or_after(first)?;
         loop {
-            let candidate = self.free.next_at_or_after(cursor)?;
+            let candidate = self.next_free_at_or_after(cursor)?;
             if !reserved.contains(candidate) {
                 return Some(candidate);
             }
@@ -297,13 +423,14 @@ impl PoolIndex {
 
     /// Why nothing can be taken (when [`PoolIndex::lowest_free`] is `None`).
     pub fn exhaustion(&self) -> Rejection {
-        if self.free.is_empty() {
+        let free = self.free();
+        if free.is_empty() {
             Rejection::Exhausted {
                 total: self.usable.len().to_string(),
             }
         } else {
             Rejection::AllFreeReserved {
-                reserved: self.free.len().to_string(),
+                reserved: free.len().to_string(),
             }
         }
     }
@@ -333,7 +460,7 @@ impl PoolIndex {
                     .map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
             };
             let candidate = loop {
-                let Some(c) = next.and_then(|c| self.free.next_at_or_after(c)) else {
+                let Some(c) = next.and_then(|c| self.next_free_at_or_after(c)) else {
                     return Some(found);
                 };
                 if !reserved.contains(c) {
@@ -400,12 +527,8 @@ impl PoolIndex {
             pull(&mut self.by_pod, &old.record.pod, addr);
         }
         match (old.is_some(), holds) {
-            (false, true) => {
-                self.free.remove_lazy(addr);
-            }
-            (true, false) if self.usable.contains(addr) => {
-                self.free.insert_lazy(addr);
-            }
+            (false, true) => self.take(addr),
+            (true, false) => self.give_back(addr),
             _ => {}
         }
         old
@@ -482,8 +605,22 @@ impl PoolIndex {
         if allocated.len() != IpCount::from(self.records.len() as u64) {
             return Err("a record's key is not an address of the pool's family".into());
         }
-        if self.free != self.usable.difference(&allocated) {
+        if self.free() != self.usable.difference(&allocated) {
             return Err("free set differs from usable − allocated".into());
+        }
+        if let Some(m) = self.mark {
+            let below = |a: IpAddr| addr_value(a) < m;
+            if !self.free.last().is_none_or(below) || !self.addrs().all(below) {
+                return Err("a free address or a record at or above the mark".into());
+            }
+        }
+        let (ks, ke) = self.known;
+        if ks <= ke {
+            let start = self.family.addr(ks).ok_or("known run outside the family")?;
+            let gap = self.usable.next_absent_at_or_after(start).map(addr_value);
+            if !self.usable.contains(start) || gap.is_some_and(|g| g <= ke) {
+                return Err("the known run holds an address that is not usable".into());
+            }
         }
         let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
         if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
@@ -760,5 +897,46 @@ mod spread_tests {
             Ok(ip("10.0.0.6"))
         );
         assert_eq!(index.nth_free(&reserved, 2), Some(ip("10.0.0.7")));
+    }
+
+    #[test]
+    fn the_mark_follows_the_top_record_and_the_free_set_stays_below_it() {
+        let spec = IPPoolSpec {
+            subnet: "fd00::/64".into(),
+            ips: vec!["fd00::1-fd00::ffff:ffff:ffff:ffff".into()],
+            ..IPPoolSpec::default()
+        };
+        let mut index = PoolIndex::empty(&spec).unwrap();
+        let none = IpSet::new(IpFamily::V6);
+        let mut journal = Vec::new();
+        let rec = |n: u32| {
+            Arc::new(PoolIPAllocation {
+                pod: format!("ns/p{n}"),
+                pod_uid: format!("u{n}"),
+                interface: Some("eth0".into()),
+                extra: Default::default(),
+            })
+        };
+        for n in 1..=3 {
+            let want = ip(&format!("fd00::{n}"));
+            assert_eq!(index.allocate(rec(n), &none, &mut journal), Ok(want));
+        }
+        // Taking and giving back the top address moves the mark only.
+        assert!(index.release(ip("fd00::3"), &mut journal));
+        assert!(index.free.is_empty());
+        assert_eq!(index.mark, Some(addr_value(ip("fd00::3"))));
+        // A hole below the mark is the free set's, and is taken first.
+        assert!(index.release(ip("fd00::1"), &mut journal));
+        assert_eq!(index.free.to_range_strings(), ["fd00::1"]);
+        assert_eq!(index.lowest_free(&none), Some(ip("fd00::1")));
+        // A record far above the mark: the usable addresses skipped become free-set members.
+        index.set(ip("fd00::8"), Some(Held::new(rec(8))));
+        assert_eq!(index.free.to_range_strings(), ["fd00::1", "fd00::3-fd00::7"]);
+        assert_eq!(
+            index.free().to_range_strings(),
+            ["fd00::1", "fd00::3-fd00::7", "fd00::9-fd00::ffff:ffff:ffff:ffff"]
+        );
+        assert_eq!(index.nth_free(&none, 6), Some(ip("fd00::9")));
+        index.validate_invariants().unwrap();
     }
 }
