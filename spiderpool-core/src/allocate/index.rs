@@ -47,6 +47,43 @@ impl Held {
     }
 }
 
+/// A record's address as a map key: its value in two halves, so that a bucket of the map
+/// needs 8-byte alignment, not the 16 of a `u128` (smaller buckets), hashed as one `u128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AddrKey {
+    hi: u64,
+    lo: u64,
+}
+
+impl AddrKey {
+    fn of(addr: IpAddr) -> Self {
+        let v = addr_value(addr);
+        AddrKey {
+            hi: (v >> 64) as u64,
+            lo: v as u64,
+        }
+    }
+
+    fn value(self) -> u128 {
+        (u128::from(self.hi) << 64) | u128::from(self.lo)
+    }
+}
+
+impl std::hash::Hash for AddrKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(self.value());
+    }
+}
+
+/// A record in the index, with the hashes of its pod uid and pod name (its keys in `by_uid`
+/// and `by_pod`), computed once.
+#[derive(Debug, Clone)]
+struct Slot {
+    held: Held,
+    uid: u64,
+    pod: u64,
+}
+
 /// One change made to a [`PoolIndex`]: the address and what it held before.
 pub type Change = (IpAddr, Option<Held>);
 
@@ -66,7 +103,7 @@ pub struct PoolIndex {
     /// at the mark need no lookup of `usable`.
     known: (u128, u128),
     /// The records by the address's value ([`addr_value`]).
-    records: HashMap<u128, Held, FixedState>,
+    records: HashMap<AddrKey, Slot, FixedState>,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
     /// collision costs a comparison, never a wrong answer).
     by_uid: ByKey,
@@ -218,7 +255,9 @@ impl PoolIndex {
     /// The addresses of the records, in no particular order.
     fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let family = self.family;
-        self.records.keys().filter_map(move |v| family.addr(*v))
+        self.records
+            .keys()
+            .filter_map(move |k| family.addr(k.value()))
     }
 
     /// `usable − allocated` (reserved IPs not subtracted). Built on each call from the free
@@ -340,14 +379,14 @@ impl PoolIndex {
 
     /// The record of `addr`.
     pub fn get(&self, addr: IpAddr) -> Option<&Held> {
-        self.records.get(&addr_value(addr))
+        self.records.get(&AddrKey::of(addr)).map(|s| &s.held)
     }
 
     /// The record whose key is exactly `key` (as `status.allocatedIPs` spells it), with its
     /// address.
     pub fn get_key(&self, key: &str) -> Option<(IpAddr, &Held)> {
         let addr: IpAddr = parse_ip(Some(self.family), key).ok()?;
-        let held = self.records.get(&addr_value(addr))?;
+        let held = self.get(addr)?;
         let same = match &held.key {
             Some(k) => **k == *key,
             None => addr.to_string() == key,
@@ -405,7 +444,9 @@ impl PoolIndex {
             Some(a) => a,
             None => match self.known_first() {
                 Some(m) => self.family.addr(m)?,
-                None => self.usable.next_at_or_after(self.family.addr(self.mark?)?)?,
+                None => self
+                    .usable
+                    .next_at_or_after(self.family.addr(self.mark?)?)?,
             },
         };
         if !reserved.contains(first) {
@@ -516,22 +557,27 @@ impl PoolIndex {
         let holds = new.is_some();
         let old = match new {
             Some(held) => {
-                push(&mut self.by_uid, &held.record.pod_uid, addr);
-                push(&mut self.by_pod, &held.record.pod, addr);
-                self.records.insert(addr_value(addr), held)
+                let slot = Slot {
+                    uid: key_hash(&held.record.pod_uid),
+                    pod: key_hash(&held.record.pod),
+                    held,
+                };
+                push(&mut self.by_uid, slot.uid, addr);
+                push(&mut self.by_pod, slot.pod, addr);
+                self.records.insert(AddrKey::of(addr), slot)
             }
-            None => self.records.remove(&addr_value(addr)),
+            None => self.records.remove(&AddrKey::of(addr)),
         };
         if let Some(old) = &old {
-            pull(&mut self.by_uid, &old.record.pod_uid, addr);
-            pull(&mut self.by_pod, &old.record.pod, addr);
+            pull(&mut self.by_uid, old.uid, addr);
+            pull(&mut self.by_pod, old.pod, addr);
         }
         match (old.is_some(), holds) {
             (false, true) => self.take(addr),
             (true, false) => self.give_back(addr),
             _ => {}
         }
-        old
+        old.map(|s| s.held)
     }
 
     /// Reverts the changes of `journal` (newest first), leaving it empty.
@@ -637,9 +683,9 @@ impl PoolIndex {
     }
 }
 
-fn push(map: &mut ByKey, key: &str, addr: IpAddr) {
+fn push(map: &mut ByKey, key: u64, addr: IpAddr) {
     use std::collections::hash_map::Entry;
-    match map.entry(key_hash(key)) {
+    match map.entry(key) {
         Entry::Vacant(e) => {
             e.insert(Addrs::One(addr));
         }
@@ -653,9 +699,8 @@ fn push(map: &mut ByKey, key: &str, addr: IpAddr) {
     }
 }
 
-fn pull(map: &mut ByKey, key: &str, addr: IpAddr) {
-    let h = key_hash(key);
-    let empty = match map.get_mut(&h) {
+fn pull(map: &mut ByKey, key: u64, addr: IpAddr) {
+    let empty = match map.get_mut(&key) {
         None => false,
         Some(Addrs::One(a)) => *a == addr,
         Some(Addrs::Many(v)) => {
@@ -666,7 +711,7 @@ fn pull(map: &mut ByKey, key: &str, addr: IpAddr) {
         }
     };
     if empty {
-        map.remove(&h);
+        map.remove(&key);
     }
 }
 
@@ -931,10 +976,17 @@ mod spread_tests {
         assert_eq!(index.lowest_free(&none), Some(ip("fd00::1")));
         // A record far above the mark: the usable addresses skipped become free-set members.
         index.set(ip("fd00::8"), Some(Held::new(rec(8))));
-        assert_eq!(index.free.to_range_strings(), ["fd00::1", "fd00::3-fd00::7"]);
+        assert_eq!(
+            index.free.to_range_strings(),
+            ["fd00::1", "fd00::3-fd00::7"]
+        );
         assert_eq!(
             index.free().to_range_strings(),
-            ["fd00::1", "fd00::3-fd00::7", "fd00::9-fd00::ffff:ffff:ffff:ffff"]
+            [
+                "fd00::1",
+                "fd00::3-fd00::7",
+                "fd00::9-fd00::ffff:ffff:ffff:ffff"
+            ]
         );
         assert_eq!(index.nth_free(&none, 6), Some(ip("fd00::9")));
         index.validate_invariants().unwrap();
