@@ -350,7 +350,7 @@ impl<'a> Planner<'a> {
             if !w.dirty() {
                 continue;
             }
-            let mut pool = w.pool.clone();
+            let mut pool = w.pool.clone_without_allocations();
             // Never write a pool whose records could not be encoded: that would drop them.
             let encoded =
                 w.p.index

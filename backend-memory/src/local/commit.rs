@@ -155,7 +155,7 @@ impl LocalStore {
         let compact = state.legacy
             || state.snapshot_id.is_none()
             || state.records >= MAX_RECORDS
-            || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len() / 4);
+            || journal_len + body.len() > MIN_COMPACT_BYTES.max(state.base.len() / 16);
         let mut record = header.into_bytes();
         record.extend_from_slice(&body);
         // The record joins the in-memory journal first (the entries point into it); if writing

@@ -87,6 +87,11 @@ impl Encoded {
         (!self.text.is_empty()).then(|| self.text.to_string())
     }
 
+    /// The text as [`Encoded::status`] gives it, shared rather than copied.
+    pub(crate) fn shared_status(&self) -> Option<Arc<str>> {
+        (!self.text.is_empty()).then(|| self.text.clone())
+    }
+
     fn key(&self, s: &Span) -> &str {
         &self.text[s.start as usize + 1..s.key_end as usize]
     }

@@ -721,7 +721,7 @@ struct Entry {
     /// The spec and `status.allocatedIPs` the index was built from or wrote, to recognise
     /// the pool under a new revision.
     spec: IPPoolSpec,
-    status: Option<String>,
+    status: Option<Arc<str>>,
     index: PoolIndex,
     used: u64,
 }
@@ -752,7 +752,7 @@ pub(crate) struct Pending {
     /// index to start the next write from.
     pub(crate) encoded: Option<Encoded>,
     pub(crate) spec: IPPoolSpec,
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<Arc<str>>,
     pub(crate) index: PoolIndex,
     pub(crate) journal: Vec<Change>,
 }
@@ -802,18 +802,27 @@ impl PoolIndexes {
     /// Takes `pool`'s index out of the cache, or decodes it.
     pub(crate) fn checkout(&mut self, pool: &SpiderIPPool) -> Result<Pending, Error> {
         let name = &pool.metadata.name;
-        let index = match self.entries.remove(name) {
-            Some(e) if matches(&e, pool) => e.index,
+        let (index, status) = match self.entries.remove(name) {
+            Some(e) if matches(&e, pool) => (e.index, e.status),
             _ => {
                 self.decoded += 1;
-                PoolIndex::from_pool(pool)?
+                let index = PoolIndex::from_pool(pool)?;
+                // The text the index was decoded from, shared when it kept it.
+                let status = match (&index.encoded, pool.status.allocated_ips.as_deref()) {
+                    (_, None) => None,
+                    (Some(e), Some(s)) if e.shared_status().as_deref() == Some(s) => {
+                        e.shared_status()
+                    }
+                    (_, Some(s)) => Some(Arc::from(s)),
+                };
+                (index, status)
             }
         };
         Ok(Pending {
             name: name.clone(),
             encoded: None,
             spec: pool.spec.clone(),
-            status: pool.status.allocated_ips.clone(),
+            status,
             index,
             journal: Vec::new(),
         })
@@ -827,7 +836,7 @@ impl PoolIndexes {
         for mut p in pending {
             let status = match p.encoded {
                 Some(written) if committed => {
-                    let status = written.status();
+                    let status = written.shared_status();
                     p.index.rebase(written);
                     status
                 }
@@ -898,7 +907,7 @@ impl PoolIndexes {
 /// revision on some stores. Comparing the text is a memory comparison, far cheaper than
 /// decoding it.
 fn matches(e: &Entry, pool: &SpiderIPPool) -> bool {
-    e.spec == pool.spec && e.status == pool.status.allocated_ips
+    e.spec == pool.spec && e.status.as_deref() == pool.status.allocated_ips.as_deref()
 }
 
 #[cfg(test)]

@@ -144,6 +144,30 @@ pub struct PoolIPAllocation {
 pub type PoolIPAllocations = BTreeMap<String, PoolIPAllocation>;
 
 impl SpiderIPPool {
+    /// A copy without `status.allocatedIPs` (the largest field by far), for a writer that
+    /// sets a new one.
+    pub fn clone_without_allocations(&self) -> SpiderIPPool {
+        let IPPoolStatus {
+            allocated_ips: _,
+            total_ip_count,
+            allocated_ip_count,
+            extra,
+        } = &self.status;
+        SpiderIPPool {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            metadata: self.metadata.clone(),
+            spec: self.spec.clone(),
+            status: IPPoolStatus {
+                allocated_ips: None,
+                total_ip_count: *total_ip_count,
+                allocated_ip_count: *allocated_ip_count,
+                extra: extra.clone(),
+            },
+            extra: self.extra.clone(),
+        }
+    }
+
     /// A pool with `name` and `spec`, empty status.
     pub fn new(name: impl Into<String>, spec: IPPoolSpec) -> Self {
         SpiderIPPool {
