@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
 use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
-use crate::model::{AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
+use crate::model::{parse_plain_record, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
 use foldhash::fast::FixedState;
@@ -172,8 +172,11 @@ impl PoolIndex {
             for e in entries {
                 let addr =
                     parse_ip(Some(index.family), e.key).map_err(|e| corrupt(e.to_string()))?;
-                let record: PoolIPAllocation = serde_json::from_str(e.value.get())
-                    .map_err(|err| corrupt(format!("record of {}: {err}", e.key)))?;
+                let record = match parse_plain_record(e.value.get()) {
+                    Some(r) => r,
+                    None => serde_json::from_str::<PoolIPAllocation>(e.value.get())
+                        .map_err(|err| corrupt(format!("record of {}: {err}", e.key)))?,
+                };
                 // Rust's IPv4 parser accepts only the canonical spelling.
                 let canonical = addr.is_ipv4() || addr.to_string() == e.key;
                 let held = Held {

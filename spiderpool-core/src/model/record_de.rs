@@ -80,9 +80,87 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, v: T) -> 
     Ok(())
 }
 
+/// The common shape of a record, read without serde: an object of `pod`, `podUid` and
+/// optionally `interface` (any order, each once), string values without escapes or control
+/// characters, no whitespace: what this crate and Spiderpool write. Anything else is `None`,
+/// and the caller decodes it with serde (which also gives the error for a bad record); for
+/// what it accepts the result is the one serde gives.
+pub(crate) fn parse_plain(text: &str) -> Option<PoolIPAllocation> {
+    let mut rest = text.strip_prefix('{')?.strip_suffix('}')?;
+    let (mut pod, mut uid, mut interface) = (None, None, None);
+    loop {
+        let key;
+        (key, rest) = plain_string(rest)?;
+        rest = rest.strip_prefix(':')?;
+        let value;
+        (value, rest) = plain_string(rest)?;
+        let slot = match key {
+            "pod" => &mut pod,
+            "podUid" => &mut uid,
+            "interface" => &mut interface,
+            _ => return None,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r,
+            None if rest.is_empty() => break,
+            None => return None,
+        }
+    }
+    Some(PoolIPAllocation {
+        pod: pod?.to_string(),
+        pod_uid: uid?.to_string(),
+        interface: interface.map(str::to_string),
+        extra: Extra::new(),
+    })
+}
+
+/// A JSON string at the start of `s` with no escape and no control character: its content
+/// and what follows it.
+fn plain_string(s: &str) -> Option<(&str, &str)> {
+    let body = s.strip_prefix('"')?;
+    // Bytes: no byte of a multi-byte UTF-8 sequence is ASCII.
+    let end = body
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < b' ')?;
+    if body.as_bytes()[end] != b'"' {
+        return None;
+    }
+    Some((&body[..end], &body[end + 1..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_shape_reads_as_serde_does_and_the_rest_is_left_to_serde() {
+        for text in [
+            r#"{"pod":"ns/p","podUid":"u","interface":"eth0"}"#,
+            r#"{"interface":"net1","podUid":"u-1","pod":"a/b"}"#,
+            r#"{"pod":"ns/p","podUid":"u"}"#,
+            r#"{"pod":"","podUid":"é"}"#,
+        ] {
+            let serde: PoolIPAllocation = serde_json::from_str(text).unwrap();
+            assert_eq!(parse_plain(text), Some(serde), "{text}");
+        }
+        for text in [
+            r#"{"pod":"ns/p","podUid":"u","nic":"eth0"}"#,
+            r#"{"pod":"n\u0073/p","podUid":"u"}"#,
+            r#"{"pod":"ns/p","podUid":"u","interface":null}"#,
+            r#"{"pod":"ns/p", "podUid":"u"}"#,
+            r#"{"pod":"ns/p","pod":"ns/q","podUid":"u"}"#,
+            r#"{"pod":"ns/p"}"#,
+            r#"{"pod":"a	b","podUid":"u"}"#,
+            r#"{"pod":"ns/p","podUid":"u",}"#,
+            r#"{"pod":"ns/p","podUid":"u"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(parse_plain(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn known_fields_in_place_and_unknown_ones_kept() {
