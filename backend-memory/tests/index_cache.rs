@@ -1,0 +1,48 @@
+//! The driver's pool-index cache: a long-lived engine decodes a pool once, then recognises
+//! the pool as it wrote it, so a run of allocations and releases decodes nothing more; a
+//! write by another engine is noticed and decoded again.
+#![allow(clippy::unwrap_used)]
+
+use backend_memory::MemoryStore;
+use spiderpool_core::annotations::ANNO_IPPOOLS;
+use spiderpool_core::ipam::Ipam;
+use spiderpool_core::request::AllocateRequest;
+use spiderpool_testkit::check_invariants;
+use spiderpool_testkit::fixtures::{add, block_on_ready, del, put_pool, with_annotations};
+
+fn pod(i: usize) -> AllocateRequest {
+    with_annotations(
+        add("ns", &format!("a{i}"), &format!("u{i}")),
+        &[(ANNO_IPPOOLS, r#"[{"interface":"eth0","ipv4":["p"]}]"#)],
+    )
+}
+
+#[test]
+fn a_run_of_plans_decodes_the_pool_once_and_a_foreign_write_once_more() {
+    let store = MemoryStore::new();
+    block_on_ready(put_pool(
+        &store,
+        "p",
+        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.200]",
+    ));
+    let ipam = Ipam::new(&store);
+    for i in 0..40 {
+        let got = block_on_ready(ipam.allocate(&pod(i))).unwrap();
+        assert_eq!(
+            got[0].ipv4.as_deref(),
+            Some(&*format!("10.6.0.{}/24", i + 1))
+        );
+    }
+    for i in (0..40).step_by(3) {
+        block_on_ready(ipam.release(&del("ns", &format!("a{i}"), &format!("u{i}")))).unwrap();
+    }
+    assert_eq!(ipam.decoded_pools(), 1, "decoded once, then recognised");
+    // Another engine writes the pool: the first one sees a pool it did not write.
+    let other = Ipam::new(&store);
+    block_on_ready(other.allocate(&pod(100))).unwrap();
+    let got = block_on_ready(ipam.allocate(&pod(101))).unwrap();
+    // The lowest free address after the other engine took 10.6.0.1 (freed above).
+    assert_eq!(got[0].ipv4.as_deref(), Some("10.6.0.4/24"));
+    assert_eq!(ipam.decoded_pools(), 2);
+    block_on_ready(check_invariants(&store)).unwrap();
+}
