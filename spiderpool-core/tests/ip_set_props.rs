@@ -376,3 +376,45 @@ proptest! {
         prop_assert_eq!(spiderpool_core::ip::merge_ip_ranges(IpFamily::V4, &merged).unwrap(), merged.clone());
     }
 }
+
+#[test]
+fn most_of_a_chunk_is_exact_at_both_ends() {
+    // Ranges over all of a 2^32 block but its edges take roaring's full-bitmap path.
+    for (range, first, last, len) in [
+        (
+            "fd00::1-fd00::ffff:ffff",
+            "fd00::1",
+            "fd00::ffff:ffff",
+            (1u128 << 32) - 1,
+        ),
+        (
+            "fd00::2-fd00::ffff:fffe",
+            "fd00::2",
+            "fd00::ffff:fffe",
+            (1u128 << 32) - 3,
+        ),
+        (
+            "fd00::1:0-fd00::ffff:0",
+            "fd00::1:0",
+            "fd00::ffff:0",
+            (1u128 << 32) - 0x2_0000 + 1,
+        ),
+        (
+            "fd00::1:1-fd00::1:0:0",
+            "fd00::1:1",
+            "fd00::1:0:0",
+            (1u128 << 32) - 0x1_0000,
+        ),
+    ] {
+        let set = IpSet::from_ranges(
+            IpFamily::V6,
+            Some(&"fd00::/64".parse().unwrap()),
+            &[range.parse().unwrap()],
+        );
+        assert_eq!(set.len().to_u128(), Some(len), "{range}");
+        assert_eq!(set.first(), Some(first.parse().unwrap()), "{range}");
+        assert_eq!(set.last(), Some(last.parse().unwrap()), "{range}");
+        assert_eq!(set.to_range_strings(), vec![range.to_string()]);
+        set.validate_invariants().unwrap();
+    }
+}

@@ -646,7 +646,20 @@ impl IpSet {
                 continue;
             }
             let m = self.bits.entry(k).or_default();
-            m.insert_range(lo..=hi);
+            if m.is_empty() && lo <= 1 << 16 && u32::MAX - hi <= 1 << 16 {
+                // All of a chunk but a container or less at either end (a range from the
+                // subnet's first host to its last): roaring builds a full bitmap about three
+                // times faster than it inserts the range (65,536 containers either way).
+                // Not for larger gaps: its `remove_range` drops containers one by one.
+                let mut most = RoaringBitmap::full();
+                most.remove_range(..lo);
+                if let Some(after) = hi.checked_add(1) {
+                    most.remove_range(after..);
+                }
+                *m = most;
+            } else {
+                m.insert_range(lo..=hi);
+            }
             if m.is_full() {
                 self.bits.remove(&k);
                 self.full = intervals::union(&self.full, &[(k, k)]);
