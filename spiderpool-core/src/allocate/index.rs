@@ -224,9 +224,8 @@ impl PoolIndex {
             dirty: Vec::new(),
         };
         // The mark starts at the first usable address (none: past the end, nothing free).
-        index.mark = Some(0);
+        index.mark = index.usable.min().map(addr_value);
         index.find_known();
-        index.mark = (index.known.0 <= index.known.1).then_some(index.known.0);
         Ok(index)
     }
 
@@ -311,6 +310,15 @@ impl PoolIndex {
         (self.known.0 <= m && m <= self.known.1).then_some(m)
     }
 
+    /// The first usable address value at or after the mark: the mark itself while the known
+    /// run holds it, else a lookup of `usable`.
+    fn first_from_mark(&self) -> Option<u128> {
+        self.known_first().or_else(|| {
+            let from = self.family.addr(self.mark?)?;
+            self.usable.next_at_or_after(from).map(addr_value)
+        })
+    }
+
     /// Sets `known` to the run of usable addresses starting at the first one at or after the
     /// mark (empty when there is none).
     fn find_known(&mut self) {
@@ -341,14 +349,7 @@ impl PoolIndex {
             self.free.remove_lazy(addr);
             return;
         }
-        let first = match self.known_first() {
-            Some(m) => Some(m),
-            None => self
-                .mark
-                .and_then(|m| self.usable.next_at_or_after(self.family.addr(m)?))
-                .map(addr_value),
-        };
-        if first.is_some_and(|f| f < v) {
+        if self.first_from_mark().is_some_and(|f| f < v) {
             for run in self.usable_from_mark_to(Some(v)) {
                 self.free.insert_range(&run);
             }
@@ -445,12 +446,7 @@ impl PoolIndex {
     pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
         let first = match self.free.min() {
             Some(a) => a,
-            None => match self.known_first() {
-                Some(m) => self.family.addr(m)?,
-                None => self
-                    .usable
-                    .next_at_or_after(self.family.addr(self.mark?)?)?,
-            },
+            None => self.family.addr(self.first_from_mark()?)?,
         };
         if !reserved.contains(first) {
             return Some(first);
@@ -923,6 +919,15 @@ mod spread_tests {
         s.parse().unwrap()
     }
 
+    fn rec(n: u32) -> Arc<PoolIPAllocation> {
+        Arc::new(PoolIPAllocation {
+            pod: format!("ns/p{n}"),
+            pod_uid: format!("u{n}"),
+            interface: Some("eth0".into()),
+            extra: Default::default(),
+        })
+    }
+
     #[test]
     fn nth_free_skips_allocated_and_reserved_and_stops_at_the_last() {
         let spec = IPPoolSpec {
@@ -934,14 +939,6 @@ mod spread_tests {
         let mut reserved = IpSet::new(IpFamily::V4);
         reserved.insert_range(&IpRange::new(ip("10.0.0.3"), ip("10.0.0.4")).unwrap());
         let mut journal = Vec::new();
-        let rec = |n: u32| {
-            Arc::new(PoolIPAllocation {
-                pod: format!("ns/p{n}"),
-                pod_uid: format!("u{n}"),
-                interface: Some("eth0".into()),
-                extra: Default::default(),
-            })
-        };
         assert_eq!(
             index.allocate(rec(1), &reserved, &mut journal),
             Ok(ip("10.0.0.1"))
@@ -966,14 +963,6 @@ mod spread_tests {
         let mut index = PoolIndex::empty(&spec).unwrap();
         let none = IpSet::new(IpFamily::V6);
         let mut journal = Vec::new();
-        let rec = |n: u32| {
-            Arc::new(PoolIPAllocation {
-                pod: format!("ns/p{n}"),
-                pod_uid: format!("u{n}"),
-                interface: Some("eth0".into()),
-                extra: Default::default(),
-            })
-        };
         for n in 1..=3 {
             let want = ip(&format!("fd00::{n}"));
             assert_eq!(index.allocate(rec(n), &none, &mut journal), Ok(want));
