@@ -807,13 +807,14 @@ impl PoolIndexes {
                 self.decoded += 1;
                 let index = PoolIndex::from_pool(pool)?;
                 // The text the index was decoded from, shared when it kept it.
-                let status = match (&index.encoded, pool.status.allocated_ips.as_deref()) {
-                    (_, None) => None,
-                    (Some(e), Some(s)) if e.shared_status().as_deref() == Some(s) => {
-                        e.shared_status()
-                    }
-                    (_, Some(s)) => Some(Arc::from(s)),
-                };
+                let status = pool.status.allocated_ips.as_deref().map(|s| {
+                    index
+                        .encoded
+                        .as_ref()
+                        .and_then(Encoded::shared_status)
+                        .filter(|text| **text == *s)
+                        .unwrap_or_else(|| Arc::from(s))
+                });
                 (index, status)
             }
         };
