@@ -23,9 +23,11 @@
 //! header `#revision-before count body-length checksum` and one line per change: `+` (the
 //! object's line), `-` (a deletion) or `~` (the object's JSON and a patch of its `extra`:
 //! common prefix length, common suffix length, the bytes between), so an allocation writes a
-//! few hundred bytes however full the pool. A process indexes the lines without decoding
-//! them and decodes only the objects it reads, so an allocation does not pay for the
-//! thousands of endpoints a full pool has. Within one process the state is kept between
+//! few hundred bytes however full the pool. A process reads a large snapshot in parts, as
+//! its operations need them (one object by a binary search over the sorted lines, one kind
+//! as one run of lines: see `read.rs`), indexes the lines without decoding them and decodes
+//! only the objects it reads, so an allocation does not pay for the thousands of endpoints a
+//! full pool has. Within one process the state is kept between
 //! operations and read again only when the files changed (checked under the lock). The older
 //! single-document format (`…/v1`) is still read; the first commit rewrites it as a v2
 //! snapshot. Files are created `0600`, the directory `0700`; a directory writable by others,
@@ -37,7 +39,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read as _;
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -54,9 +55,10 @@ use crate::Error;
 mod codec;
 mod commit;
 mod failpoint;
+mod read;
 mod replay;
 
-use codec::{encode_key, escape_into, snapshot_body, split_object, tabs, unescape};
+use codec::{encode_key, escape_into, unescape};
 #[cfg(feature = "failpoints")]
 pub use failpoint::{FAILPOINT_ENV, FAILPOINT_STEPS};
 use replay::replay;
@@ -83,6 +85,7 @@ const MAX_PIECES: usize = 64;
 pub struct LocalStore {
     dir: PathBuf,
     lock_timeout: Duration,
+    first_read: usize,
     cache: Cache,
 }
 
@@ -145,18 +148,21 @@ struct Entry {
 struct State {
     snapshot_id: FileId,
     journal_id: FileId,
-    /// The snapshot file this state was read from, held open so that its inode cannot be
-    /// given to a later snapshot while the state is cached: two folds by other processes
-    /// within one tick of the (coarse) file clock could otherwise leave a new snapshot with
-    /// this one's inode, size and time.
-    _snapshot_pin: Option<File>,
+    /// The snapshot file this state was read from, held open: parts of it not read yet are
+    /// read from it, and its inode cannot be given to a later snapshot while the state is
+    /// cached (two folds by other processes within one tick of the (coarse) file clock could
+    /// otherwise leave a new snapshot with this one's inode, size and time).
+    snapshot_file: Option<File>,
     /// The store revision: incremented by every write.
     revision: u64,
     /// The snapshot file (or a v1 file converted to lines: `legacy`), and its object lines
-    /// (encoded key, entry) sorted by key.
+    /// (encoded key, entry) sorted by key. A large snapshot is read in parts (`unread`):
+    /// `base` is then the file's image with only those parts filled in, and `lines` the
+    /// lines indexed so far.
     base: Vec<u8>,
     lines: Vec<(Range<usize>, Entry)>,
     legacy: bool,
+    unread: Option<read::Unread>,
     /// The journal's valid records, and its changes by encoded key (`None`: deleted).
     journal: Vec<u8>,
     records: usize,
@@ -169,11 +175,12 @@ impl State {
         State {
             snapshot_id,
             journal_id,
-            _snapshot_pin: None,
+            snapshot_file: None,
             revision: 0,
             base: Vec::new(),
             lines: Vec::new(),
             legacy: false,
+            unread: None,
             journal: Vec::new(),
             records: 0,
             overlay: BTreeMap::new(),
@@ -318,6 +325,7 @@ impl LocalStore {
         Ok(LocalStore {
             dir,
             lock_timeout: Duration::from_secs(10),
+            first_read: read::FIRST_READ,
             cache: Cache::default(),
         })
     }
@@ -326,6 +334,15 @@ impl LocalStore {
     /// retryable error (default 10 s).
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// Sets the size above which a snapshot is read in parts, as operations need them,
+    /// instead of whole (default 64 KiB; at least 1). Also bounds each probe of the search
+    /// for an object in the file (at most 4 KiB). Tests use tiny sizes to read every
+    /// snapshot in parts.
+    pub fn with_read_size(mut self, bytes: usize) -> Self {
+        self.first_read = bytes.max(1);
         self
     }
 
@@ -399,15 +416,7 @@ impl LocalStore {
         let path = self.dir.join(DATA);
         let mut state = State::empty(snapshot_id, journal_id);
         match File::open(&path) {
-            Ok(mut file) => {
-                let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                self.load_snapshot(&mut state, bytes)?;
-                state._snapshot_pin = Some(file);
-            }
+            Ok(file) => self.load_snapshot(&mut state, file)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(Error::Io { path, source }),
         }
@@ -415,7 +424,7 @@ impl LocalStore {
         match fs::read(&jpath) {
             Ok(bytes) => {
                 let read = bytes.len();
-                replay(&mut state, bytes, &jpath)?;
+                replay(&mut state, bytes, &jpath, &path)?;
                 if state.journal.len() != read {
                     // A torn record at the end. Whoever cuts it off and appends a record may
                     // leave a file of the same inode, size and (coarse) time: this reading is
@@ -432,153 +441,6 @@ impl LocalStore {
             }
         }
         Ok(state)
-    }
-
-    fn load_snapshot(&self, state: &mut State, bytes: Vec<u8>) -> Result<(), Error> {
-        let path = self.dir.join(DATA);
-        let corrupt = |reason: String| Error::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-        let header: Option<Value> = serde_json::from_slice(first).ok();
-        // A first line that is a JSON object names the format; anything else may be a v1
-        // document written over several lines.
-        match header.as_ref().and_then(|h| h.get("format")) {
-            Some(Value::String(f)) if f == FORMAT => {}
-            Some(Value::String(f)) if f == FORMAT_V1 => return self.load_v1(state, &bytes),
-            Some(other) => {
-                return Err(Error::UnknownFormat {
-                    path,
-                    found: other
-                        .as_str()
-                        .map_or_else(|| other.to_string(), str::to_string),
-                    expected: FORMAT.to_string(),
-                })
-            }
-            None => return self.load_v1(state, &bytes),
-        }
-        let header = header.unwrap_or_default();
-        let revision = header
-            .get("revision")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("header: missing revision".into()))?;
-        let count = header
-            .get("objects")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("header: missing objects".into()))?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        // The header's count is only a hint: never trust it for an allocation.
-        let mut lines: Vec<(Range<usize>, Entry)> =
-            Vec::with_capacity(usize::try_from(count.min(1 << 16)).unwrap_or(0));
-        let mut at = first.len() + 1;
-        while at < text.len() {
-            let n = lines.len() + 2;
-            let end = memchr::memchr(b'\n', &text.as_bytes()[at..])
-                .map(|p| at + p)
-                .ok_or_else(|| corrupt(format!("line {n}: not terminated")))?;
-            let line = &text[at..end];
-            // kind, namespace, name, revision, object, extra.
-            let t = tabs(line, 5);
-            let [_, _, t3, t4, t5] = t[..] else {
-                return Err(corrupt(format!("line {n}: not an object line")));
-            };
-            let rev = line[t3 + 1..t4]
-                .parse::<u64>()
-                .ok()
-                .filter(|r| *r <= revision)
-                .ok_or_else(|| corrupt(format!("line {n}: bad revision")))?;
-            let key = at..at + t3;
-            if let Some((prev, _)) = lines.last() {
-                if bytes[prev.clone()] >= bytes[key.clone()] {
-                    return Err(corrupt(format!("line {n}: keys out of order")));
-                }
-            }
-            let extra = at + t5 + 1..end;
-            let entry = Entry {
-                rev,
-                json: (Src::Base, at + t4 + 1..at + t5),
-                extra: if extra.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![(Src::Base, extra)]
-                },
-            };
-            lines.push((key, entry));
-            at = end + 1;
-        }
-        if lines.len() as u64 != count {
-            return Err(corrupt(format!(
-                "{} objects, the header says {count}",
-                lines.len()
-            )));
-        }
-        state.revision = revision;
-        state.base = bytes;
-        state.lines = lines;
-        Ok(())
-    }
-
-    /// The v1 format: one JSON document; decoded fully and converted to lines.
-    fn load_v1(&self, state: &mut State, bytes: &[u8]) -> Result<(), Error> {
-        let path = self.dir.join(DATA);
-        let corrupt = |reason: String| Error::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let format = doc
-            .get("format")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if format != FORMAT_V1 {
-            return Err(Error::UnknownFormat {
-                path,
-                found: format.to_string(),
-                expected: FORMAT.to_string(),
-            });
-        }
-        let revision = doc
-            .get("revision")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("missing revision".into()))?;
-        let items = doc
-            .get("objects")
-            .and_then(Value::as_array)
-            .ok_or_else(|| corrupt("missing objects".into()))?;
-        let mut objects = BTreeMap::new();
-        for (i, item) in items.iter().enumerate() {
-            let rev = item
-                .get("revision")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| corrupt(format!("objects[{i}]: missing revision")))?;
-            let value = item
-                .get("object")
-                .cloned()
-                .ok_or_else(|| corrupt(format!("objects[{i}]: missing object")))?;
-            let object = object_from_value(&format!("objects[{i}]"), value)
-                .map_err(|e| corrupt(e.to_string()))?;
-            if rev > revision {
-                return Err(corrupt(format!(
-                    "objects[{i}]: revision {rev} beyond the store revision {revision}"
-                )));
-            }
-            let key = encode_key(&Key::of(&object));
-            let (json, extra) = split_object(object).map_err(|e| corrupt(e.to_string()))?;
-            if objects.insert(key, (rev, json, extra)).is_some() {
-                return Err(corrupt(format!("objects[{i}]: duplicate key")));
-            }
-        }
-        let objects: Vec<_> = objects
-            .into_iter()
-            .map(|(k, (r, j, x))| (k, r, j, x))
-            .collect();
-        let mut base = Vec::new();
-        state.lines = snapshot_body(&objects, &mut base);
-        state.revision = revision;
-        state.base = base;
-        state.legacy = true;
-        Ok(())
     }
 
     fn decode(
@@ -626,6 +488,7 @@ impl Store for LocalStore {
     async fn get(&self, key: &Key) -> Result<Option<Stored>, spiderpool_core::Error> {
         self.with_state(|s, me| {
             let encoded = encode_key(key);
+            s.load_key(&encoded, &me.dir.join(DATA))?;
             s.lookup(&encoded)
                 .map(|e| me.decode(s, &encoded, e))
                 .transpose()
@@ -634,6 +497,7 @@ impl Store for LocalStore {
 
     async fn list(&self, kind: &str) -> Result<Vec<Stored>, spiderpool_core::Error> {
         self.with_state(|s, me| {
+            s.load_kind(kind, &me.dir.join(DATA))?;
             let mut out = s
                 .of_kind(kind)
                 .into_iter()

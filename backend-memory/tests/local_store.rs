@@ -23,6 +23,14 @@ impl TempLocal {
         let store = LocalStore::open(dir.path().join("store")).unwrap();
         TempLocal { store, _dir: dir }
     }
+
+    /// A store that reads its snapshot in parts of a few bytes: every object found by the
+    /// binary search over the file, every probe cut short in the middle of a line.
+    fn in_parts() -> Self {
+        let mut t = Self::new();
+        t.store = t.store.with_read_size(23);
+        t
+    }
 }
 
 #[async_trait]
@@ -51,6 +59,10 @@ impl Store for TempLocal {
 }
 
 spiderpool_testkit::conformance_tests!(TempLocal::new());
+
+mod read_in_parts {
+    spiderpool_testkit::conformance_tests!(super::TempLocal::in_parts());
+}
 
 #[test]
 fn files_are_private_and_the_state_survives_reopening() {

@@ -32,6 +32,7 @@ impl LocalStore {
         for w in &writes {
             let key = w.key();
             let encoded = encode_key(&key);
+            state.load_key(&encoded, &self.dir.join(DATA))?;
             if keys.iter().any(|k| k == &encoded) {
                 return Err(spiderpool_core::Error::Unsupported {
                     what: format!("two writes to {key} in one commit"),
@@ -169,6 +170,7 @@ impl LocalStore {
         if compact {
             // The first write, a v1 file, or a journal large next to the snapshot: fold
             // everything into a new snapshot; the state is read again next time.
+            state.load_all(&self.dir.join(DATA))?;
             self.save_snapshot(state.revision, &state.all())?;
             state.snapshot_id = None;
             state.journal_id = None;

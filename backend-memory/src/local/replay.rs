@@ -9,8 +9,13 @@ use super::codec::{checksum, tabs};
 use super::{cut, Entry, Src, State};
 use crate::Error;
 
-/// Replays the journal's records over the snapshot.
-pub(super) fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(), Error> {
+/// Replays the journal (`path`) over the snapshot (`snapshot_path`).
+pub(super) fn replay(
+    state: &mut State,
+    bytes: Vec<u8>,
+    path: &Path,
+    snapshot_path: &Path,
+) -> Result<(), Error> {
     let corrupt = |at: usize, reason: &str| Error::Corrupt {
         path: path.to_path_buf(),
         reason: format!("byte {at}: {reason}"),
@@ -91,6 +96,7 @@ pub(super) fn replay(state: &mut State, bytes: Vec<u8>, path: &Path) -> Result<(
                     }
                     (Some(b'~'), [_, _, _, t4, t5, t6, t7, t8]) if rev_ok(&line[t4 + 1..*t5]) => {
                         let key = &line.as_bytes()[2..*t4];
+                        state.load_key(key, snapshot_path)?;
                         let old = state
                             .overlay
                             .get(key)
