@@ -58,7 +58,7 @@ mod failpoint;
 mod read;
 mod replay;
 
-use codec::{encode_key, escape_into, unescape};
+use codec::{encode_key, escape_into, unescape_from};
 #[cfg(feature = "failpoints")]
 pub use failpoint::{FAILPOINT_ENV, FAILPOINT_STEPS};
 use replay::replay;
@@ -458,9 +458,9 @@ impl LocalStore {
             serde_json::from_slice(state.bytes(&e.json)).map_err(|e| corrupt(e.to_string()))?;
         if !e.extra.is_empty() {
             let extra = state.concat(&e.extra);
-            let field = extra
-                .strip_prefix(b"s")
-                .and_then(unescape)
+            let field = (extra.first() == Some(&b's'))
+                .then(|| unescape_from(extra, 1))
+                .flatten()
                 .ok_or_else(|| corrupt("bad status.allocatedIPs".into()))?;
             value
                 .get_mut("status")

@@ -10,15 +10,16 @@ use spiderpool_core::store::Key;
 use super::{Entry, Flat, Src};
 
 /// Splits the object's JSON into the JSON without `status.allocatedIPs` and that field
-/// escaped (the one field that grows with a pool's allocations).
-pub(super) fn split_object(mut object: Object) -> Result<(Vec<u8>, Vec<u8>), serde_json::Error> {
-    let mut extra = Vec::new();
+/// escaped (the one field that grows with a pool's allocations), `None` when absent. The
+/// field is stored after a marker byte `s` (see [`with_marker`]).
+pub(super) fn split_object(
+    mut object: Object,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), serde_json::Error> {
     // A pool's records are taken out before the object becomes JSON: the largest field is
     // then neither copied into the value nor escaped as a JSON string on the way.
     if let Object::IpPool(pool) = &mut object {
         if let Some(s) = pool.status.allocated_ips.take() {
-            extra.push(b's');
-            escape_into(&mut extra, &s);
+            let extra = escape(s);
             // As if the field were removed from the JSON: the status stays, if only `{}`.
             let mut value = object.to_value();
             if let Some(fields) = value.as_object_mut() {
@@ -26,16 +27,14 @@ pub(super) fn split_object(mut object: Object) -> Result<(Vec<u8>, Vec<u8>), ser
                     .entry("status")
                     .or_insert_with(|| Value::Object(Default::default()));
             }
-            return Ok((serde_json::to_vec(&value)?, extra));
+            return Ok((serde_json::to_vec(&value)?, Some(extra)));
         }
     }
     let mut value = object.to_value();
+    let mut extra = None;
     if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
         match status.remove("allocatedIPs") {
-            Some(Value::String(s)) => {
-                extra.push(b's');
-                escape_into(&mut extra, &s);
-            }
+            Some(Value::String(s)) => extra = Some(escape(s)),
             Some(other) => {
                 status.insert("allocatedIPs".into(), other);
             }
@@ -45,19 +44,59 @@ pub(super) fn split_object(mut object: Object) -> Result<(Vec<u8>, Vec<u8>), ser
     Ok((serde_json::to_vec(&value)?, extra))
 }
 
-/// Undoes [`escape_into`].
-pub(super) fn unescape(bytes: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(p) = memchr::memchr(b'%', &bytes[i..]) {
-        out.extend_from_slice(&bytes[i..i + p]);
-        i += p;
-        let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-        out.push(u8::from_str_radix(hex, 16).ok()?);
-        i += 3;
+/// The stored form of an escaped `status.allocatedIPs`: the marker `s` and the text; empty
+/// when absent.
+pub(super) fn with_marker(extra: Option<Vec<u8>>) -> Vec<u8> {
+    match extra {
+        None => Vec::new(),
+        Some(text) => {
+            let mut out = Vec::with_capacity(text.len() + 1);
+            out.push(b's');
+            out.extend_from_slice(&text);
+            out
+        }
     }
-    out.extend_from_slice(&bytes[i..]);
-    String::from_utf8(out).ok()
+}
+
+/// `s` escaped as [`escape_into`] does; without a copy when nothing needs escaping (compact
+/// JSON has no TAB, CR or LF, and `%` only inside strings).
+fn escape(s: String) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    if memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
+        && memchr::memchr(b'%', bytes).is_none()
+    {
+        return s.into_bytes();
+    }
+    let mut out = Vec::new();
+    escape_into(&mut out, &s);
+    out
+}
+
+/// Undoes [`escape_into`].
+#[cfg(test)]
+pub(super) fn unescape(bytes: &[u8]) -> Option<String> {
+    unescape_from(bytes.to_vec(), 0)
+}
+
+/// Undoes [`escape_into`] on `bytes[skip..]`, in place: no second copy of a large field.
+pub(super) fn unescape_from(mut bytes: Vec<u8>, skip: usize) -> Option<String> {
+    let (mut read, mut write) = (skip, 0);
+    while let Some(p) = memchr::memchr(b'%', bytes.get(read..)?) {
+        bytes.copy_within(read..read + p, write);
+        write += p;
+        read += p;
+        let hex = bytes.get(read + 1..read + 3)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        bytes[write] = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+        write += 1;
+        read += 3;
+    }
+    let len = bytes.len();
+    bytes.copy_within(read..len, write);
+    bytes.truncate(write + len - read);
+    String::from_utf8(bytes).ok()
 }
 
 /// The positions of the first `n` TABs of `line` (fewer if it has fewer).
@@ -147,7 +186,7 @@ pub(super) fn snapshot_body(objects: &[Flat], out: &mut Vec<u8>) -> Vec<(Range<u
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_into, unescape};
+    use super::{escape, escape_into, unescape, unescape_from};
 
     #[test]
     fn escaping_round_trips_and_leaves_no_separator() {
@@ -166,8 +205,15 @@ mod tests {
                 "{s:?}"
             );
             assert_eq!(unescape(&out).as_deref(), Some(s), "{s:?}");
+            assert_eq!(escape(s.to_string()), out, "{s:?}");
+            let mut marked = b"s".to_vec();
+            marked.extend_from_slice(&out);
+            assert_eq!(unescape_from(marked, 1).as_deref(), Some(s), "{s:?}");
         }
         assert_eq!(unescape(b"a%0"), None);
         assert_eq!(unescape(b"a%zz"), None);
+        assert_eq!(unescape(b"a%+1"), None);
+        assert_eq!(unescape_from(b"s%".to_vec(), 1), None);
+        assert_eq!(unescape_from(b"s".to_vec(), 1).as_deref(), Some(""));
     }
 }

@@ -66,21 +66,20 @@ impl LocalStore {
             };
             let (json, extra) =
                 split_object(crate::objects::with_revision(object, rev)).map_err(storage)?;
-            let old = state
+            // The field as stored: the marker and the escaped text (nothing when absent),
+            // compared piece by piece with the stored one, never copied whole.
+            let new: Vec<&[u8]> = extra.as_deref().map_or_else(Vec::new, |t| vec![b"s", t]);
+            let new_len: usize = new.iter().map(|p| p.len()).sum();
+            let old: Vec<&[u8]> = state
                 .lookup(&encoded)
-                .map(|e| state.concat(&e.extra))
+                .map(|e| e.extra.iter().map(|s| state.bytes(s)).collect())
                 .unwrap_or_default();
-            let prefix = old.iter().zip(&extra).take_while(|(a, b)| a == b).count();
-            let room = old.len().min(extra.len()) - prefix;
-            let suffix = old
-                .iter()
-                .rev()
-                .zip(extra.iter().rev())
-                .take(room)
-                .take_while(|(a, b)| a == b)
-                .count();
-            let mid = prefix..extra.len() - suffix;
-            let patch = !old.is_empty() && mid.len() < extra.len() / 2;
+            let old_len: usize = old.iter().map(|p| p.len()).sum();
+            let prefix = common_prefix(&old, &new);
+            let room = old_len.min(new_len) - prefix;
+            let suffix = common_suffix(&old, &new, room);
+            let mid = prefix..new_len - suffix;
+            let patch = old_len > 0 && mid.len() < new_len / 2;
             body.extend_from_slice(if patch { b"~\t" } else { b"+\t" });
             body.extend_from_slice(&encoded);
             body.extend_from_slice(format!("\t{rev}\t").as_bytes());
@@ -90,17 +89,17 @@ impl LocalStore {
             let extra_part = if patch {
                 body.extend_from_slice(format!("\t{prefix}\t{suffix}\t").as_bytes());
                 let m = body.len();
-                body.extend_from_slice(&extra[mid]);
+                extend_range(&mut body, &new, mid);
                 BodyExtra::Patch {
                     prefix,
                     suffix,
-                    old_len: old.len(),
+                    old_len,
                     mid: m..body.len(),
                 }
             } else {
                 body.push(b'\t');
                 let m = body.len();
-                body.extend_from_slice(&extra);
+                extend_range(&mut body, &new, 0..new_len);
                 BodyExtra::Full(m..body.len())
             };
             body.push(b'\n');
@@ -282,6 +281,133 @@ pub(super) enum BodyExtra {
 /// A put in a record body: revision, JSON range, extra field.
 pub(super) type BodyEntry = (u64, Range<usize>, BodyExtra);
 
+/// The length of the common prefix of two byte strings given in pieces.
+fn common_prefix(a: &[&[u8]], b: &[&[u8]]) -> usize {
+    let (mut a, mut b) = (Bytes::new(a.iter().copied()), Bytes::new(b.iter().copied()));
+    let mut n = 0;
+    loop {
+        let (x, y) = (a.chunk(), b.chunk());
+        let m = x.len().min(y.len());
+        if m == 0 {
+            return n;
+        }
+        let same = prefix_len(&x[..m], &y[..m]);
+        n += same;
+        if same < m {
+            return n;
+        }
+        a.advance(m);
+        b.advance(m);
+    }
+}
+
+/// The length, at most `limit`, of the common suffix of two byte strings given in pieces.
+fn common_suffix(a: &[&[u8]], b: &[&[u8]], limit: usize) -> usize {
+    let (mut a, mut b) = (
+        Bytes::new(a.iter().rev().copied()),
+        Bytes::new(b.iter().rev().copied()),
+    );
+    let mut n = 0;
+    loop {
+        let (x, y) = (a.chunk_back(), b.chunk_back());
+        let m = x.len().min(y.len()).min(limit - n);
+        if m == 0 {
+            return n;
+        }
+        let same = suffix_len(&x[x.len() - m..], &y[y.len() - m..]);
+        n += same;
+        if same < m {
+            return n;
+        }
+        a.advance_back(m);
+        b.advance_back(m);
+    }
+}
+
+/// How many leading bytes `x` and `y` (of one length) share: blocks compared at once.
+fn prefix_len(x: &[u8], y: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let mut n = 0;
+    while n + BLOCK <= x.len() && x[n..n + BLOCK] == y[n..n + BLOCK] {
+        n += BLOCK;
+    }
+    n + x[n..]
+        .iter()
+        .zip(&y[n..])
+        .take_while(|(p, q)| p == q)
+        .count()
+}
+
+/// How many trailing bytes `x` and `y` (of one length) share: blocks compared at once.
+fn suffix_len(x: &[u8], y: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let (lx, ly) = (x.len(), y.len());
+    let mut n = 0;
+    while n + BLOCK <= lx && x[lx - n - BLOCK..lx - n] == y[ly - n - BLOCK..ly - n] {
+        n += BLOCK;
+    }
+    n + x[..lx - n]
+        .iter()
+        .rev()
+        .zip(y[..ly - n].iter().rev())
+        .take_while(|(p, q)| p == q)
+        .count()
+}
+
+/// A cursor over a byte string in pieces (front to back, or back to front for the reversed
+/// list of pieces).
+struct Bytes<'a, I: Iterator<Item = &'a [u8]>> {
+    pieces: I,
+    current: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Bytes<'a, I> {
+    fn new(pieces: I) -> Self {
+        Bytes {
+            pieces,
+            current: &[],
+        }
+    }
+
+    /// The bytes from the cursor to the end of the current piece (empty at the end).
+    fn chunk(&mut self) -> &'a [u8] {
+        while self.current.is_empty() {
+            match self.pieces.next() {
+                Some(p) => self.current = p,
+                None => return &[],
+            }
+        }
+        self.current
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.current = &self.current[n..];
+    }
+
+    /// As [`Bytes::chunk`], from the back: the pieces were given last first.
+    fn chunk_back(&mut self) -> &'a [u8] {
+        self.chunk()
+    }
+
+    fn advance_back(&mut self, n: usize) {
+        self.current = &self.current[..self.current.len() - n];
+    }
+}
+
+/// Appends bytes `range` of the byte string given in `pieces`.
+fn extend_range(out: &mut Vec<u8>, pieces: &[&[u8]], range: std::ops::Range<usize>) {
+    let mut at = 0;
+    for p in pieces {
+        let (start, end) = (at, at + p.len());
+        at = end;
+        let lo = range.start.max(start);
+        let hi = range.end.min(end);
+        if lo < hi {
+            out.extend_from_slice(&p[lo - start..hi - start]);
+        }
+    }
+}
+
 pub(super) fn fsync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -289,4 +415,55 @@ pub(super) fn fsync_dir(dir: &Path) -> Result<(), Error> {
             path: dir.to_path_buf(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{common_prefix, common_suffix, extend_range};
+
+    /// `text` cut into pieces at `cuts` (positions, any order, repeats allowed).
+    fn pieces<'a>(text: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
+        at.extend([0, text.len()]);
+        at.sort_unstable();
+        at.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+    }
+
+    #[test]
+    fn prefix_and_suffix_of_texts_in_pieces_are_those_of_the_whole_texts() {
+        let long = |c: u8, n: usize| vec![c; n];
+        let mut cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"".to_vec(), b"".to_vec()),
+            (b"abc".to_vec(), b"".to_vec()),
+            (b"abcdef".to_vec(), b"abcxef".to_vec()),
+            (b"aaaa".to_vec(), b"aa".to_vec()),
+        ];
+        let mut a = long(b'x', 1000);
+        a.extend(b"middle");
+        a.extend(long(b'y', 700));
+        let mut b = long(b'x', 1000);
+        b.extend(b"MIDDLE!");
+        b.extend(long(b'y', 700));
+        cases.push((a.clone(), b));
+        cases.push((a.clone(), a));
+        for (x, y) in &cases {
+            let prefix = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+            let room = x.len().min(y.len()) - prefix;
+            let suffix = x
+                .iter()
+                .rev()
+                .zip(y.iter().rev())
+                .take(room)
+                .take_while(|(p, q)| p == q)
+                .count();
+            for cuts in [&[][..], &[1], &[3, 257, 999], &[5, 5, 600, 1003, 1010]] {
+                let (px, py) = (pieces(x, cuts), pieces(y, &[2, 300, 1005]));
+                assert_eq!(common_prefix(&px, &py), prefix, "{cuts:?}");
+                assert_eq!(common_suffix(&px, &py, room), suffix, "{cuts:?}");
+                let mut out = Vec::new();
+                extend_range(&mut out, &py, prefix..y.len() - suffix);
+                assert_eq!(out, y[prefix..y.len() - suffix], "{cuts:?}");
+            }
+        }
+    }
 }

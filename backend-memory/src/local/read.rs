@@ -24,7 +24,7 @@ use serde_json::Value;
 use spiderpool_core::model::object_from_value;
 use spiderpool_core::store::Key;
 
-use super::codec::{encode_key, escape_into, snapshot_body, split_object, tabs};
+use super::codec::{encode_key, escape_into, snapshot_body, split_object, tabs, with_marker};
 use super::{Entry, LocalStore, Src, State, DATA, FORMAT, FORMAT_V1};
 use crate::Error;
 
@@ -498,7 +498,10 @@ impl LocalStore {
             }
             let key = encode_key(&Key::of(&object));
             let (json, extra) = split_object(object).map_err(|e| corrupt(e.to_string()))?;
-            if objects.insert(key, (rev, json, extra)).is_some() {
+            if objects
+                .insert(key, (rev, json, with_marker(extra)))
+                .is_some()
+            {
                 return Err(corrupt(format!("objects[{i}]: duplicate key")));
             }
         }

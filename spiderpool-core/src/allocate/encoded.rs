@@ -17,7 +17,8 @@ use crate::model::PoolIPAllocation;
 /// order.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoded {
-    text: Arc<str>,
+    /// Shared as the `String` it was built as: an `Arc<str>` would copy it once more.
+    text: Arc<String>,
     spans: Vec<Span>,
     /// False for a text too large for the spans' 32-bit offsets (over 4 GiB): it is written
     /// whole, and the next write encodes every record again.
@@ -45,7 +46,7 @@ impl Encoded {
     /// The text of a pool without records.
     pub(crate) fn empty() -> Self {
         Encoded {
-            text: Arc::from(""),
+            text: Arc::new(String::new()),
             spans: Vec::new(),
             spanned: true,
         }
@@ -53,7 +54,7 @@ impl Encoded {
 
     /// `text` with its entries: (address, start of the key's quote, end of the key, end of
     /// the value).
-    pub(crate) fn new(text: Arc<str>, entries: &[(IpAddr, usize, usize, usize)]) -> Self {
+    pub(crate) fn new(text: Arc<String>, entries: &[(IpAddr, usize, usize, usize)]) -> Self {
         if u32::try_from(text.len()).is_err() {
             return Encoded {
                 text,
@@ -84,11 +85,11 @@ impl Encoded {
 
     /// The text as `status.allocatedIPs` holds it: `None` without records.
     pub(crate) fn status(&self) -> Option<String> {
-        (!self.text.is_empty()).then(|| self.text.to_string())
+        (!self.text.is_empty()).then(|| self.text.as_str().to_owned())
     }
 
     /// The text as [`Encoded::status`] gives it, shared rather than copied.
-    pub(crate) fn shared_status(&self) -> Option<Arc<str>> {
+    pub(crate) fn shared_status(&self) -> Option<Arc<String>> {
         (!self.text.is_empty()).then(|| self.text.clone())
     }
 
@@ -147,7 +148,7 @@ impl Encoded {
         if spans.is_empty() {
             return Some(Encoded::empty());
         }
-        let text: Arc<str> = String::from_utf8(out).ok()?.into();
+        let text = Arc::new(String::from_utf8(out).ok()?);
         Some(Encoded::new(text, &spans))
     }
 }

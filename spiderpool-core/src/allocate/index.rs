@@ -160,7 +160,7 @@ impl PoolIndex {
         };
         let text = match pool.status.allocated_ips.as_deref() {
             None | Some("") | Some("null") => return Ok(index),
-            Some(text) => Arc::<str>::from(text),
+            Some(text) => Arc::new(text.to_owned()),
         };
         // No change tracking while the records are set from the text.
         index.encoded = None;
@@ -720,7 +720,7 @@ struct Entry {
     /// The spec and `status.allocatedIPs` the index was built from or wrote, to recognise
     /// the pool under a new revision.
     spec: IPPoolSpec,
-    status: Option<Arc<str>>,
+    status: Option<Arc<String>>,
     index: PoolIndex,
     used: u64,
 }
@@ -751,7 +751,7 @@ pub(crate) struct Pending {
     /// index to start the next write from.
     pub(crate) encoded: Option<Encoded>,
     pub(crate) spec: IPPoolSpec,
-    pub(crate) status: Option<Arc<str>>,
+    pub(crate) status: Option<Arc<String>>,
     pub(crate) index: PoolIndex,
     pub(crate) journal: Vec<Change>,
 }
@@ -812,8 +812,8 @@ impl PoolIndexes {
                         .encoded
                         .as_ref()
                         .and_then(Encoded::shared_status)
-                        .filter(|text| **text == *s)
-                        .unwrap_or_else(|| Arc::from(s))
+                        .filter(|text| text.as_str() == s)
+                        .unwrap_or_else(|| Arc::new(s.to_owned()))
                 });
                 (index, status)
             }
@@ -907,7 +907,8 @@ impl PoolIndexes {
 /// revision on some stores. Comparing the text is a memory comparison, far cheaper than
 /// decoding it.
 fn matches(e: &Entry, pool: &SpiderIPPool) -> bool {
-    e.spec == pool.spec && e.status.as_deref() == pool.status.allocated_ips.as_deref()
+    e.spec == pool.spec
+        && e.status.as_deref().map(String::as_str) == pool.status.allocated_ips.as_deref()
 }
 
 #[cfg(test)]
