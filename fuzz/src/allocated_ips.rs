@@ -96,7 +96,7 @@ pub fn allocated_ips(data: &[u8]) {
         assert_eq!(index.len(), model.len());
         for (key, record) in &model {
             let (_, held) = index.get_key(key).expect("a record the index lost");
-            assert_eq!(&*held.record, record, "record of {key}");
+            assert_eq!(&*held.record(), record, "record of {key}");
         }
         let written = index.encode();
         assert_eq!(records(&written), model, "the first write changed records");

@@ -18,6 +18,7 @@
 //! SpiderEndpoint last.
 
 mod encoded;
+mod held;
 mod index;
 
 use std::collections::BTreeMap;
@@ -252,7 +253,7 @@ impl<'a> Planner<'a> {
         let gateway = w.pool.spec.gateway.clone();
         let by_name = reuse_by_name.then_some(record_pod);
         if let Some((addr, held)) = w.index().find_held(uid, by_name, nic) {
-            if held.record.pod_uid != uid || held.record.interface.is_none() {
+            if held.pod_uid() != uid || held.interface().is_none() {
                 w.insert(addr, record(record_pod, uid, nic));
             }
             return Ok(Ok((addr, prefix, gateway)));
@@ -285,9 +286,10 @@ impl<'a> Planner<'a> {
         let Some(w) = self.pool(pool_name)? else {
             return Ok(false);
         };
-        let matches = w.index().get_key(ip).is_some_and(|(_, h)| {
-            h.record.pod_uid == uid || record_pod.is_some_and(|p| h.record.pod == p)
-        });
+        let matches = w
+            .index()
+            .get_key(ip)
+            .is_some_and(|(_, h)| h.pod_uid() == uid || record_pod.is_some_and(|p| h.pod() == p));
         if matches {
             w.remove(ip);
         }
@@ -335,7 +337,7 @@ impl<'a> Planner<'a> {
             .filter(|a| {
                 index
                     .get(**a)
-                    .is_some_and(|h| h.record.pod_uid == uid && h.record.pod == record_pod)
+                    .is_some_and(|h| h.pod_uid() == uid && h.pod() == record_pod)
             })
             .map(|a| index.key_of(*a))
             .collect();
@@ -483,7 +485,7 @@ fn allocate_with<'a>(
                         .parse::<IpAddr>()
                         .is_ok_and(|a| planner.reserved(family).contains(a));
                     if let Some(w) = planner.pool(&pool)? {
-                        let held = w.index().get_key(&ip).map(|(_, h)| h.record.clone());
+                        let held = w.index().get_key(&ip).map(|(_, h)| h.record());
                         if let Some(r) = held {
                             if r.pod != record_pod {
                                 return Err(Error::CorruptStatus {

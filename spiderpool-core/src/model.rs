@@ -21,7 +21,7 @@ mod ippool;
 mod legacy;
 mod meta;
 mod record_de;
-pub(crate) use record_de::parse_plain as parse_plain_record;
+pub(crate) use record_de::{parse_plain_fields, PlainRecord};
 mod reservedip;
 mod strict;
 mod subnet;

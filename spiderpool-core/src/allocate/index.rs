@@ -24,28 +24,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
+pub use super::held::Held;
 use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
-use crate::model::{parse_plain_record, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
+use crate::model::{parse_plain_fields, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
 use foldhash::fast::FixedState;
-
-/// One record of the index: the record, and its key when it is not the address's canonical
-/// spelling (an IPv6 address written `FD00::1` by another writer keeps that key on write).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Held {
-    /// The record.
-    pub record: Arc<PoolIPAllocation>,
-    /// The key as written, when it differs from the canonical spelling.
-    pub key: Option<Box<str>>,
-}
-
-impl Held {
-    /// A record under the address's canonical key.
-    pub fn new(record: Arc<PoolIPAllocation>) -> Self {
-        Held { record, key: None }
-    }
-}
 
 /// A record's address as a map key: its value in two halves, so that a bucket of the map
 /// needs 8-byte alignment, not the 16 of a `u128` (smaller buckets), hashed as one `u128`.
@@ -172,16 +156,17 @@ impl PoolIndex {
             for e in entries {
                 let addr =
                     parse_ip(Some(index.family), e.key).map_err(|e| corrupt(e.to_string()))?;
-                let record = match parse_plain_record(e.value.get()) {
-                    Some(r) => r,
-                    None => serde_json::from_str::<PoolIPAllocation>(e.value.get())
-                        .map_err(|err| corrupt(format!("record of {}: {err}", e.key)))?,
-                };
                 // Rust's IPv4 parser accepts only the canonical spelling.
                 let canonical = addr.is_ipv4() || addr.to_string() == e.key;
-                let held = Held {
-                    key: (!canonical).then(|| e.key.into()),
-                    record: Arc::new(record),
+                let key = (!canonical).then(|| e.key.into());
+                let held = match parse_plain_fields(e.value.get()) {
+                    Some(fields) => Held::in_text(&text, fields, key),
+                    None => Held::with_key(
+                        serde_json::from_str::<PoolIPAllocation>(e.value.get())
+                            .map(Arc::new)
+                            .map_err(|err| corrupt(format!("record of {}: {err}", e.key)))?,
+                        key,
+                    ),
                 };
                 if index.set(addr, Some(held)).is_some() {
                     return Err(corrupt(format!("two records for address {addr}")));
@@ -194,10 +179,10 @@ impl PoolIndex {
         }
         for (key, record) in pool.allocations()? {
             let addr = parse_ip(Some(index.family), &key).map_err(|e| corrupt(e.to_string()))?;
-            let held = Held {
-                key: (addr.to_string() != key).then(|| key.clone().into_boxed_str()),
-                record: Arc::new(record),
-            };
+            let held = Held::with_key(
+                Arc::new(record),
+                (addr.to_string() != key).then(|| key.clone().into_boxed_str()),
+            );
             if index.set(addr, Some(held)).is_some() {
                 return Err(corrupt(format!("two records for address {addr}")));
             }
@@ -428,9 +413,8 @@ impl PoolIndex {
             let Some(held) = self.get(addr) else {
                 continue;
             };
-            let r = &held.record;
-            let same_nic = r.interface.as_deref().is_none_or(|i| i == nic);
-            if !(same_nic && (r.pod_uid == uid || pod.is_some_and(|p| r.pod == p))) {
+            let same_nic = held.interface().is_none_or(|i| i == nic);
+            if !(same_nic && (held.pod_uid() == uid || pod.is_some_and(|p| held.pod() == p))) {
                 continue;
             }
             let key = self.key_of(addr);
@@ -557,8 +541,8 @@ impl PoolIndex {
         let old = match new {
             Some(held) => {
                 let slot = Slot {
-                    uid: key_hash(&held.record.pod_uid),
-                    pod: key_hash(&held.record.pod),
+                    uid: key_hash(held.pod_uid()),
+                    pod: key_hash(held.pod()),
                     held,
                 };
                 push(&mut self.by_uid, slot.uid, addr);
@@ -622,9 +606,13 @@ impl PoolIndex {
                 (&empty, all)
             }
         };
-        let mut fresh: Vec<(String, IpAddr, &PoolIPAllocation)> = changed
+        let records: Vec<(String, IpAddr, Arc<PoolIPAllocation>)> = changed
             .iter()
-            .filter_map(|a| Some((self.key_of(*a), *a, &*self.get(*a)?.record)))
+            .filter_map(|a| Some((self.key_of(*a), *a, self.get(*a)?.record())))
+            .collect();
+        let mut fresh: Vec<(String, IpAddr, &PoolIPAllocation)> = records
+            .iter()
+            .map(|(k, a, r)| (k.clone(), *a, &**r))
             .collect();
         fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         base.splice(&changed, &fresh)
@@ -672,8 +660,8 @@ impl PoolIndex {
             return Err("uid or pod index out of step with the records".into());
         }
         for (addr, h) in self.addrs().filter_map(|a| Some((a, self.get(a)?))) {
-            if !self.held_by_uid(&h.record.pod_uid).contains(&addr)
-                || !self.held_by_pod(&h.record.pod).contains(&addr)
+            if !self.held_by_uid(h.pod_uid()).contains(&addr)
+                || !self.held_by_pod(h.pod()).contains(&addr)
             {
                 return Err(format!("{addr} missing from the uid or pod index"));
             }

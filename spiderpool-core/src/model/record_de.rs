@@ -80,12 +80,38 @@ fn set_once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, v: T) -> 
     Ok(())
 }
 
+/// The fields of a record in the plain shape, borrowed from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlainRecord<'a> {
+    pub(crate) pod: &'a str,
+    pub(crate) pod_uid: &'a str,
+    pub(crate) interface: Option<&'a str>,
+}
+
+impl PlainRecord<'_> {
+    /// The record these fields make (a plain record has no other field).
+    pub(crate) fn to_record(self) -> PoolIPAllocation {
+        PoolIPAllocation {
+            pod: self.pod.to_string(),
+            pod_uid: self.pod_uid.to_string(),
+            interface: self.interface.map(str::to_string),
+            extra: Extra::new(),
+        }
+    }
+}
+
 /// The common shape of a record, read without serde: an object of `pod`, `podUid` and
 /// optionally `interface` (any order, each once), string values without escapes or control
 /// characters, no whitespace: what this crate and Spiderpool write. Anything else is `None`,
 /// and the caller decodes it with serde (which also gives the error for a bad record); for
 /// what it accepts the result is the one serde gives.
-pub(crate) fn parse_plain(text: &str) -> Option<PoolIPAllocation> {
+#[cfg(test)]
+fn parse_plain(text: &str) -> Option<PoolIPAllocation> {
+    parse_plain_fields(text).map(PlainRecord::to_record)
+}
+
+/// [`parse_plain`] without copying the fields out of `text`.
+pub(crate) fn parse_plain_fields(text: &str) -> Option<PlainRecord<'_>> {
     let mut rest = text.strip_prefix('{')?.strip_suffix('}')?;
     let (mut pod, mut uid, mut interface) = (None, None, None);
     loop {
@@ -109,11 +135,10 @@ pub(crate) fn parse_plain(text: &str) -> Option<PoolIPAllocation> {
             None => return None,
         }
     }
-    Some(PoolIPAllocation {
-        pod: pod?.to_string(),
-        pod_uid: uid?.to_string(),
-        interface: interface.map(str::to_string),
-        extra: Extra::new(),
+    Some(PlainRecord {
+        pod: pod?,
+        pod_uid: uid?,
+        interface,
     })
 }
 
