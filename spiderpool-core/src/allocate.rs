@@ -252,6 +252,9 @@ impl<'a> Planner<'a> {
         let prefix = w.index().prefix();
         let gateway = w.pool.spec.gateway.clone();
         let by_name = reuse_by_name.then_some(record_pod);
+        if by_name.is_some() {
+            w.p.index.index_pod_names();
+        }
         if let Some((addr, held)) = w.index().find_held(uid, by_name, nic) {
             if held.pod_uid() != uid || held.interface().is_none() {
                 w.insert(addr, record(record_pod, uid, nic));

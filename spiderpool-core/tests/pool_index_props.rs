@@ -63,6 +63,8 @@ enum Op {
     Write,
     /// Decode the index again from the pool's current text (an undo point).
     Reload,
+    /// Build the lookup by pod name (kept up to date from then on).
+    IndexPodNames,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -74,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Mark),
         1 => Just(Op::Write),
         1 => Just(Op::Reload),
+        1 => Just(Op::IndexPodNames),
     ]
 }
 
@@ -201,6 +204,7 @@ proptest! {
                     journal.clear();
                     marked = model.clone();
                 }
+                Op::IndexPodNames => index.index_pod_names(),
             }
             index.validate_invariants().map_err(TestCaseError::fail)?;
             // Lowest free = min(usable − allocated − reserved), also through IpSet::first_free.
@@ -217,10 +221,12 @@ proptest! {
             prop_assert_eq!(decoded.free(), index.free());
             prop_assert_eq!(decoded.allocated(), index.allocated());
             prop_assert_eq!(decoded.len(), index.len());
-            // Lookups by uid agree with a scan.
+            // Lookups by uid and by pod name (with or without its map) agree with a scan.
             for (v, r) in &model {
                 let a = family.addr(*v).unwrap();
                 prop_assert!(index.held_by_uid(&r.pod_uid).contains(&a));
+                prop_assert!(index.held_by_pod(&r.pod).contains(&a));
+                prop_assert!(decoded.held_by_pod(&r.pod).contains(&a));
                 let key = a.to_string();
                 prop_assert_eq!(index.get_key(&key).map(|(x, _)| x), Some(a));
             }

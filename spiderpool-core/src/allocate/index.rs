@@ -91,8 +91,10 @@ pub struct PoolIndex {
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
     /// collision costs a comparison, never a wrong answer).
     by_uid: ByKey,
-    /// Addresses by a hash of the record's pod name.
-    by_pod: ByKey,
+    /// Addresses by a hash of the record's pod name: built when first needed
+    /// ([`PoolIndex::index_pod_names`]; only stateful pods are looked up by name), then kept.
+    /// Until then each allocation and release updates one map less.
+    by_pod: Option<ByKey>,
     /// The `status.allocatedIPs` text the records were decoded from or last written as,
     /// with each record's place in it: the next write copies what did not change. `None`:
     /// the next write encodes every record.
@@ -152,7 +154,6 @@ impl PoolIndex {
             let mut spans = Vec::with_capacity(entries.len());
             index.records.reserve(entries.len());
             index.by_uid.reserve(entries.len());
-            index.by_pod.reserve(entries.len());
             for e in entries {
                 let addr =
                     parse_ip(Some(index.family), e.key).map_err(|e| corrupt(e.to_string()))?;
@@ -204,7 +205,7 @@ impl PoolIndex {
             usable,
             records: HashMap::default(),
             by_uid: ByKey::default(),
-            by_pod: ByKey::default(),
+            by_pod: None,
             encoded: Some(Encoded::empty()),
             dirty: Vec::new(),
         };
@@ -398,18 +399,45 @@ impl PoolIndex {
     }
 
     /// Addresses whose record names pod `pod` (`namespace/name`), and possibly a few others
-    /// (check the record).
-    pub fn held_by_pod(&self, pod: &str) -> &[IpAddr] {
-        self.by_pod.get(&key_hash(pod)).map_or(&[], Addrs::as_slice)
+    /// (check the record). Without [`PoolIndex::index_pod_names`] first, this looks at every
+    /// record.
+    pub fn held_by_pod(&self, pod: &str) -> std::borrow::Cow<'_, [IpAddr]> {
+        let key = key_hash(pod);
+        match &self.by_pod {
+            Some(map) => map.get(&key).map_or(&[][..], Addrs::as_slice).into(),
+            None => self
+                .records
+                .iter()
+                .filter(|(_, s)| s.pod == key)
+                .filter_map(|(k, _)| self.family.addr(k.value()))
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    /// Builds the lookup by pod name (once; later changes keep it up to date), for a caller
+    /// about to look records up by pod name, as the planner does for stateful pods.
+    pub fn index_pod_names(&mut self) {
+        if self.by_pod.is_some() {
+            return;
+        }
+        let mut map = ByKey::default();
+        map.reserve(self.records.len());
+        for (k, slot) in &self.records {
+            if let Some(addr) = self.family.addr(k.value()) {
+                push(&mut map, slot.pod, addr);
+            }
+        }
+        self.by_pod = Some(map);
     }
 
     /// The record a pod already holds for `nic`: the first, in `status.allocatedIPs` key order,
     /// whose interface is `nic` or absent and whose uid is `uid` (or, with `pod`, whose pod is
     /// `pod`). Work: the records of that uid and pod only.
     pub fn find_held(&self, uid: &str, pod: Option<&str>, nic: &str) -> Option<(IpAddr, &Held)> {
-        let by_pod = pod.map_or(&[][..], |p| self.held_by_pod(p));
+        let by_pod = pod.map_or(std::borrow::Cow::Borrowed(&[][..]), |p| self.held_by_pod(p));
         let mut best: Option<(String, IpAddr, &Held)> = None;
-        for &addr in self.held_by_uid(uid).iter().chain(by_pod) {
+        for &addr in self.held_by_uid(uid).iter().chain(by_pod.iter()) {
             let Some(held) = self.get(addr) else {
                 continue;
             };
@@ -546,14 +574,18 @@ impl PoolIndex {
                     held,
                 };
                 push(&mut self.by_uid, slot.uid, addr);
-                push(&mut self.by_pod, slot.pod, addr);
+                if let Some(by_pod) = &mut self.by_pod {
+                    push(by_pod, slot.pod, addr);
+                }
                 self.records.insert(AddrKey::of(addr), slot)
             }
             None => self.records.remove(&AddrKey::of(addr)),
         };
         if let Some(old) = &old {
             pull(&mut self.by_uid, old.uid, addr);
-            pull(&mut self.by_pod, old.pod, addr);
+            if let Some(by_pod) = &mut self.by_pod {
+                pull(by_pod, old.pod, addr);
+            }
         }
         match (old.is_some(), holds) {
             (false, true) => self.take(addr),
@@ -656,7 +688,8 @@ impl PoolIndex {
             }
         }
         let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
-        if count(&self.by_uid) != self.records.len() || count(&self.by_pod) != self.records.len() {
+        let pods = self.by_pod.as_ref().map_or(self.records.len(), count);
+        if count(&self.by_uid) != self.records.len() || pods != self.records.len() {
             return Err("uid or pod index out of step with the records".into());
         }
         for (addr, h) in self.addrs().filter_map(|a| Some((a, self.get(a)?))) {
