@@ -55,6 +55,7 @@ use crate::Error;
 mod codec;
 mod commit;
 mod failpoint;
+mod find;
 mod read;
 mod replay;
 

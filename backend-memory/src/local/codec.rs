@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use super::find::{find, find3, find_n};
+
 use serde_json::Value;
 use spiderpool_core::model::Object;
 use spiderpool_core::store::Key;
@@ -62,9 +64,7 @@ pub(super) fn with_marker(extra: Option<Vec<u8>>) -> Vec<u8> {
 /// JSON has no TAB, CR or LF, and `%` only inside strings).
 fn escape(s: String) -> Vec<u8> {
     let bytes = s.as_bytes();
-    if memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
-        && memchr::memchr(b'%', bytes).is_none()
-    {
+    if find3(b'\t', b'\n', b'\r', bytes).is_none() && find(b'%', bytes).is_none() {
         return s.into_bytes();
     }
     let mut out = Vec::new();
@@ -81,7 +81,7 @@ pub(super) fn unescape(bytes: &[u8]) -> Option<String> {
 /// Undoes [`escape_into`] on `bytes[skip..]`, in place: no second copy of a large field.
 pub(super) fn unescape_from(mut bytes: Vec<u8>, skip: usize) -> Option<String> {
     let (mut read, mut write) = (skip, 0);
-    while let Some(p) = memchr::memchr(b'%', bytes.get(read..)?) {
+    while let Some(p) = find(b'%', bytes.get(read..)?) {
         bytes.copy_within(read..read + p, write);
         write += p;
         read += p;
@@ -101,9 +101,7 @@ pub(super) fn unescape_from(mut bytes: Vec<u8>, skip: usize) -> Option<String> {
 
 /// The positions of the first `n` TABs of `line` (fewer if it has fewer).
 pub(super) fn tabs(line: &str, n: usize) -> Vec<usize> {
-    memchr::memchr_iter(b'\t', line.as_bytes())
-        .take(n)
-        .collect()
+    find_n(b'\t', line.as_bytes(), n)
 }
 
 /// Appends `s` with `%`, TAB and newline escaped, so that key fields split on TAB.

@@ -25,6 +25,7 @@ use spiderpool_core::model::object_from_value;
 use spiderpool_core::store::Key;
 
 use super::codec::{encode_key, escape_into, snapshot_body, split_object, tabs, with_marker};
+use super::find::{find, find_n};
 use super::{Entry, LocalStore, Src, State, DATA, FORMAT, FORMAT_V1};
 use crate::Error;
 
@@ -107,7 +108,7 @@ impl Reader<'_> {
         while at < self.len() {
             let end = at.saturating_add(step).min(self.len());
             self.fill(at..end)?;
-            if let Some(p) = memchr::memchr(b'\n', &self.base[at..end]) {
+            if let Some(p) = find(b'\n', &self.base[at..end]) {
                 return Ok(Some(at + p));
             }
             at = end;
@@ -131,8 +132,8 @@ impl Reader<'_> {
             let end = start.saturating_add(step).min(self.len());
             self.fill(start..end)?;
             let text = &self.base[start..end];
-            let line = memchr::memchr(b'\n', text).map_or(text, |nl| &text[..nl]);
-            if let Some(t3) = memchr::memchr_iter(b'\t', line).nth(2) {
+            let line = find(b'\n', text).map_or(text, |nl| &text[..nl]);
+            if let Some(t3) = find_n(b'\t', line, 3).get(2).copied() {
                 return Ok(start..start + t3);
             }
             if line.len() < text.len() || end == self.len() {
@@ -223,7 +224,7 @@ fn index_all(
     let mut at = body;
     while at < base.len() {
         let n = lines.len() + 2;
-        let end = memchr::memchr(b'\n', &base[at..])
+        let end = find(b'\n', &base[at..])
             .map(|p| at + p)
             .ok_or_else(|| corrupt(path, format!("line {n}: not terminated")))?;
         let (key, entry) = index_line(base, at, end, revision)
@@ -337,7 +338,7 @@ impl State {
         let mut new: Vec<(Range<usize>, Entry)> = Vec::new();
         let mut at = start;
         while at < end {
-            let stop = memchr::memchr(b'\n', &base[at..end])
+            let stop = find(b'\n', &base[at..end])
                 .map(|p| at + p)
                 .ok_or_else(|| corrupt(path, format!("line at byte {at}: not terminated")))?;
             let (key, entry) = index_line(base, at, stop, u.revision)

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::codec::{checksum, tabs};
+use super::find::find;
 use super::{cut, Entry, Src, State};
 use crate::Error;
 
@@ -34,7 +35,7 @@ pub(super) fn replay(
         let header = text
             .as_bytes()
             .get(at..)
-            .and_then(|t| memchr::memchr(b'\n', t))
+            .and_then(|t| find(b'\n', t))
             .and_then(|nl| text.get(at..at + nl));
         let Some(header) = header else {
             break; // a header cut short: torn
