@@ -243,6 +243,9 @@ pub mod core_fixtures {
                 journal.clear();
             }
         }
+        // The lookup by uid a long-lived engine keeps for a pool it uses again (a plugin
+        // process that decodes a pool once does without): maintained by every change.
+        index.index_lookups();
         (index, reserved)
     }
 

@@ -20,6 +20,7 @@
 mod encoded;
 mod held;
 mod index;
+mod records;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -65,6 +65,8 @@ enum Op {
     Reload,
     /// Build the lookup by pod name (kept up to date from then on).
     IndexPodNames,
+    /// Build the lookup by pod uid (kept up to date from then on).
+    IndexLookups,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,6 +79,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Write),
         1 => Just(Op::Reload),
         1 => Just(Op::IndexPodNames),
+        1 => Just(Op::IndexLookups),
     ]
 }
 
@@ -205,6 +208,7 @@ proptest! {
                     marked = model.clone();
                 }
                 Op::IndexPodNames => index.index_pod_names(),
+                Op::IndexLookups => index.index_lookups(),
             }
             index.validate_invariants().map_err(TestCaseError::fail)?;
             // Lowest free = min(usable − allocated − reserved), also through IpSet::first_free.
@@ -227,6 +231,7 @@ proptest! {
                 prop_assert!(index.held_by_uid(&r.pod_uid).contains(&a));
                 prop_assert!(index.held_by_pod(&r.pod).contains(&a));
                 prop_assert!(decoded.held_by_pod(&r.pod).contains(&a));
+                prop_assert!(decoded.held_by_uid(&r.pod_uid).contains(&a));
                 let key = a.to_string();
                 prop_assert_eq!(index.get_key(&key).map(|(x, _)| x), Some(a));
             }

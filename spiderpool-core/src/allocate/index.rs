@@ -10,14 +10,19 @@
 //!   incrementally. Pools fill from the bottom, so taking and giving back the address at the
 //!   top of the allocated ones moves the mark and touches no bitmap; the free set below the
 //!   mark stays small (an IPv6 /64 never becomes a 2^32-bit bitmap of free addresses);
-//! - the records by address (the address's integer value: cheaper to hash than an
-//!   `IpAddr`), and which addresses each pod uid and each pod name holds.
+//! - the records by address ([`super::records`]: those decoded from the text in a sorted
+//!   array, the changes since in a hash map keyed by the address's integer value), each
+//!   record kept as spans of the text until asked for ([`Held`]);
+//! - which addresses each pod uid and each pod name holds: maps built when the index is used
+//!   again or a stateful pod is looked up by name, then kept up to date (a plugin process
+//!   decodes a pool, makes one change and exits: it looks its pod up by scanning instead).
 //!
 //! Allocating and releasing one address are O(log n) updates of these. Every change goes
 //! through [`PoolIndex::set`], which returns what it replaced, so a plan's changes can be
 //! undone ([`PoolIndex::undo`]) when its commit fails and the index stays the one of the
 //! revision it was built from.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -25,48 +30,12 @@ use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
 pub use super::held::Held;
+use super::records::{AddrKey, Records};
 use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
 use crate::model::{parse_plain_fields, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
 use foldhash::fast::FixedState;
-
-/// A record's address as a map key: its value in two halves, so that a bucket of the map
-/// needs 8-byte alignment, not the 16 of a `u128` (smaller buckets), hashed as one `u128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct AddrKey {
-    hi: u64,
-    lo: u64,
-}
-
-impl AddrKey {
-    fn of(addr: IpAddr) -> Self {
-        let v = addr_value(addr);
-        AddrKey {
-            hi: (v >> 64) as u64,
-            lo: v as u64,
-        }
-    }
-
-    fn value(self) -> u128 {
-        (u128::from(self.hi) << 64) | u128::from(self.lo)
-    }
-}
-
-impl std::hash::Hash for AddrKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u128(self.value());
-    }
-}
-
-/// A record in the index, with the hashes of its pod uid and pod name (its keys in `by_uid`
-/// and `by_pod`), computed once.
-#[derive(Debug, Clone)]
-struct Slot {
-    held: Held,
-    uid: u64,
-    pod: u64,
-}
 
 /// One change made to a [`PoolIndex`]: the address and what it held before.
 pub type Change = (IpAddr, Option<Held>);
@@ -87,10 +56,12 @@ pub struct PoolIndex {
     /// at the mark need no lookup of `usable`.
     known: (u128, u128),
     /// The records by the address's value ([`addr_value`]).
-    records: HashMap<AddrKey, Slot, FixedState>,
+    records: Records,
     /// Addresses by a hash of the record's pod uid (lookups check the record itself, so a
-    /// collision costs a comparison, never a wrong answer).
-    by_uid: ByKey,
+    /// collision costs a comparison, never a wrong answer): built when an index is used again
+    /// ([`PoolIndex::index_lookups`]), then kept. Until then a lookup looks at every record,
+    /// which costs less than building the map for a decode used once (a plugin process).
+    by_uid: Option<ByKey>,
     /// Addresses by a hash of the record's pod name: built when first needed
     /// ([`PoolIndex::index_pod_names`]; only stateful pods are looked up by name), then kept.
     /// Until then each allocation and release updates one map less.
@@ -148,12 +119,11 @@ impl PoolIndex {
             None | Some("") | Some("null") => return Ok(index),
             Some(text) => Arc::new(text.to_owned()),
         };
-        // No change tracking while the records are set from the text.
-        index.encoded = None;
+        let mut base = Vec::new();
+        let mut spans = Vec::new();
         if let Some(entries) = encoded::scan(&text) {
-            let mut spans = Vec::with_capacity(entries.len());
-            index.records.reserve(entries.len());
-            index.by_uid.reserve(entries.len());
+            base.reserve(entries.len());
+            spans.reserve(entries.len());
             for e in entries {
                 let addr =
                     parse_ip(Some(index.family), e.key).map_err(|e| corrupt(e.to_string()))?;
@@ -169,26 +139,64 @@ impl PoolIndex {
                         key,
                     ),
                 };
-                if index.set(addr, Some(held)).is_some() {
-                    return Err(corrupt(format!("two records for address {addr}")));
-                }
+                base.push((AddrKey::of(addr), held));
                 let end = encoded::offset(&text, e.value.get()) + e.value.get().len();
                 spans.push((addr, e.start, e.start + 1 + e.key.len(), end));
             }
-            index.encoded = Some(Encoded::new(text.clone(), &spans)).filter(Encoded::spanned);
-            return Ok(index);
-        }
-        for (key, record) in pool.allocations()? {
-            let addr = parse_ip(Some(index.family), &key).map_err(|e| corrupt(e.to_string()))?;
-            let held = Held::with_key(
-                Arc::new(record),
-                (addr.to_string() != key).then(|| key.clone().into_boxed_str()),
-            );
-            if index.set(addr, Some(held)).is_some() {
-                return Err(corrupt(format!("two records for address {addr}")));
+        } else {
+            for (key, record) in pool.allocations()? {
+                let addr =
+                    parse_ip(Some(index.family), &key).map_err(|e| corrupt(e.to_string()))?;
+                let key = (addr.to_string() != key).then(|| key.into_boxed_str());
+                base.push((AddrKey::of(addr), Held::with_key(Arc::new(record), key)));
             }
         }
+        index.records = Records::decoded(base).map_err(|v| {
+            let addr = index
+                .family
+                .addr(v)
+                .map_or(v.to_string(), |a| a.to_string());
+            corrupt(format!("two records for address {addr}"))
+        })?;
+        index.place_decoded();
+        index.encoded = (!spans.is_empty())
+            .then(|| Encoded::new(text.clone(), &spans))
+            .filter(Encoded::spanned);
         Ok(index)
+    }
+
+    /// Sets the mark and the free set for the records just decoded (the index held none):
+    /// the mark goes past the highest record at or above it, and the usable addresses below
+    /// it that no record holds are free: the gaps between records, found in one pass.
+    fn place_decoded(&mut self) {
+        let Some(top) = self.records.base_values().last() else {
+            return;
+        };
+        let Some(mark) = self.mark else {
+            return;
+        };
+        if top < mark {
+            // Every record below the first usable address: nothing free below the mark.
+            return;
+        }
+        self.mark = self.after(top);
+        let mut gaps = IpSet::new(self.family);
+        let mut from = mark;
+        for v in self.records.base_values() {
+            if v > from {
+                let range = self
+                    .family
+                    .addr(from)
+                    .zip(self.family.addr(v - 1))
+                    .and_then(|(a, b)| IpRange::new(a, b));
+                if let Some(r) = range {
+                    gaps.insert_range(&r);
+                }
+            }
+            from = from.max(v.saturating_add(1));
+        }
+        self.free = gaps.intersection(&self.usable);
+        self.find_known();
     }
 
     /// An index of a pool with `spec` and no record.
@@ -203,8 +211,8 @@ impl PoolIndex {
             mark: None,
             known: (1, 0),
             usable,
-            records: HashMap::default(),
-            by_uid: ByKey::default(),
+            records: Records::default(),
+            by_uid: None,
             by_pod: None,
             encoded: Some(Encoded::empty()),
             dirty: Vec::new(),
@@ -244,8 +252,8 @@ impl PoolIndex {
     fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let family = self.family;
         self.records
-            .keys()
-            .filter_map(move |k| family.addr(k.value()))
+            .iter()
+            .filter_map(move |(k, _)| family.addr(k.value()))
     }
 
     /// `usable − allocated` (reserved IPs not subtracted). Built on each call from the free
@@ -364,12 +372,12 @@ impl PoolIndex {
 
     /// True when the pool holds no record.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.len() == 0
     }
 
     /// The record of `addr`.
     pub fn get(&self, addr: IpAddr) -> Option<&Held> {
-        self.records.get(&AddrKey::of(addr)).map(|s| &s.held)
+        self.records.get(AddrKey::of(addr))
     }
 
     /// The record whose key is exactly `key` (as `status.allocatedIPs` spells it), with its
@@ -393,49 +401,71 @@ impl PoolIndex {
     }
 
     /// Addresses whose record has pod uid `uid`, and possibly a few others (check the
-    /// record).
-    pub fn held_by_uid(&self, uid: &str) -> &[IpAddr] {
-        self.by_uid.get(&key_hash(uid)).map_or(&[], Addrs::as_slice)
+    /// record). Without [`PoolIndex::index_lookups`] first, this looks at every record.
+    pub fn held_by_uid(&self, uid: &str) -> Cow<'_, [IpAddr]> {
+        self.held_by(self.by_uid.as_ref(), uid, Held::pod_uid)
     }
 
     /// Addresses whose record names pod `pod` (`namespace/name`), and possibly a few others
     /// (check the record). Without [`PoolIndex::index_pod_names`] first, this looks at every
     /// record.
-    pub fn held_by_pod(&self, pod: &str) -> std::borrow::Cow<'_, [IpAddr]> {
-        let key = key_hash(pod);
-        match &self.by_pod {
-            Some(map) => map.get(&key).map_or(&[][..], Addrs::as_slice).into(),
+    pub fn held_by_pod(&self, pod: &str) -> Cow<'_, [IpAddr]> {
+        self.held_by(self.by_pod.as_ref(), pod, Held::pod)
+    }
+
+    fn held_by<'a>(
+        &'a self,
+        map: Option<&'a ByKey>,
+        value: &str,
+        field: fn(&Held) -> &str,
+    ) -> Cow<'a, [IpAddr]> {
+        match map {
+            Some(map) => map
+                .get(&key_hash(value))
+                .map_or(&[][..], Addrs::as_slice)
+                .into(),
             None => self
                 .records
                 .iter()
-                .filter(|(_, s)| s.pod == key)
+                .filter(|(_, h)| field(h) == value)
                 .filter_map(|(k, _)| self.family.addr(k.value()))
                 .collect::<Vec<_>>()
                 .into(),
         }
     }
 
+    /// Builds the lookup by pod uid (once; later changes keep it up to date): for an index
+    /// kept to be used again, as [`PoolIndexes`] does when it hands a cached index out.
+    pub fn index_lookups(&mut self) {
+        if self.by_uid.is_none() {
+            self.by_uid = Some(self.build(Held::pod_uid));
+        }
+    }
+
     /// Builds the lookup by pod name (once; later changes keep it up to date), for a caller
     /// about to look records up by pod name, as the planner does for stateful pods.
     pub fn index_pod_names(&mut self) {
-        if self.by_pod.is_some() {
-            return;
+        if self.by_pod.is_none() {
+            self.by_pod = Some(self.build(Held::pod));
         }
+    }
+
+    fn build(&self, field: fn(&Held) -> &str) -> ByKey {
         let mut map = ByKey::default();
         map.reserve(self.records.len());
-        for (k, slot) in &self.records {
+        for (k, held) in self.records.iter() {
             if let Some(addr) = self.family.addr(k.value()) {
-                push(&mut map, slot.pod, addr);
+                push(&mut map, key_hash(field(held)), addr);
             }
         }
-        self.by_pod = Some(map);
+        map
     }
 
     /// The record a pod already holds for `nic`: the first, in `status.allocatedIPs` key order,
     /// whose interface is `nic` or absent and whose uid is `uid` (or, with `pod`, whose pod is
     /// `pod`). Work: the records of that uid and pod only.
     pub fn find_held(&self, uid: &str, pod: Option<&str>, nic: &str) -> Option<(IpAddr, &Held)> {
-        let by_pod = pod.map_or(std::borrow::Cow::Borrowed(&[][..]), |p| self.held_by_pod(p));
+        let by_pod = pod.map_or(Cow::Borrowed(&[][..]), |p| self.held_by_pod(p));
         let mut best: Option<(String, IpAddr, &Held)> = None;
         for &addr in self.held_by_uid(uid).iter().chain(by_pod.iter()) {
             let Some(held) = self.get(addr) else {
@@ -566,25 +596,25 @@ impl PoolIndex {
             }
         }
         let holds = new.is_some();
+        let k = AddrKey::of(addr);
         let old = match new {
             Some(held) => {
-                let slot = Slot {
-                    uid: key_hash(held.pod_uid()),
-                    pod: key_hash(held.pod()),
-                    held,
-                };
-                push(&mut self.by_uid, slot.uid, addr);
-                if let Some(by_pod) = &mut self.by_pod {
-                    push(by_pod, slot.pod, addr);
+                if let Some(by_uid) = &mut self.by_uid {
+                    push(by_uid, key_hash(held.pod_uid()), addr);
                 }
-                self.records.insert(AddrKey::of(addr), slot)
+                if let Some(by_pod) = &mut self.by_pod {
+                    push(by_pod, key_hash(held.pod()), addr);
+                }
+                self.records.insert(k, held)
             }
-            None => self.records.remove(&AddrKey::of(addr)),
+            None => self.records.remove(k),
         };
         if let Some(old) = &old {
-            pull(&mut self.by_uid, old.uid, addr);
+            if let Some(by_uid) = &mut self.by_uid {
+                pull(by_uid, key_hash(old.pod_uid()), addr);
+            }
             if let Some(by_pod) = &mut self.by_pod {
-                pull(by_pod, old.pod, addr);
+                pull(by_pod, key_hash(old.pod()), addr);
             }
         }
         match (old.is_some(), holds) {
@@ -592,7 +622,7 @@ impl PoolIndex {
             (true, false) => self.give_back(addr),
             _ => {}
         }
-        old.map(|s| s.held)
+        old
     }
 
     /// Reverts the changes of `journal` (newest first), leaving it empty.
@@ -688,8 +718,9 @@ impl PoolIndex {
             }
         }
         let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
+        let uids = self.by_uid.as_ref().map_or(self.records.len(), count);
         let pods = self.by_pod.as_ref().map_or(self.records.len(), count);
-        if count(&self.by_uid) != self.records.len() || pods != self.records.len() {
+        if uids != self.records.len() || pods != self.records.len() {
             return Err("uid or pod index out of step with the records".into());
         }
         for (addr, h) in self.addrs().filter_map(|a| Some((a, self.get(a)?))) {
@@ -823,7 +854,12 @@ impl PoolIndexes {
     pub(crate) fn checkout(&mut self, pool: &SpiderIPPool) -> Result<Pending, Error> {
         let name = &pool.metadata.name;
         let (index, status) = match self.entries.remove(name) {
-            Some(e) if matches(&e, pool) => (e.index, e.status),
+            Some(e) if matches(&e, pool) => {
+                // Used again: worth the maps a single use does without.
+                let mut index = e.index;
+                index.index_lookups();
+                (index, e.status)
+            }
             _ => {
                 self.decoded += 1;
                 let index = PoolIndex::from_pool(pool)?;
