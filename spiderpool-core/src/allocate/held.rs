@@ -15,31 +15,38 @@ use crate::model::{PlainRecord, PoolIPAllocation};
 
 /// One record of the index, and its key when it is not the address's canonical spelling (an
 /// IPv6 address written `FD00::1` by another writer keeps that key on write).
+///
+/// Small (32 bytes), since the index moves records in and out of its maps and undo journal.
 #[derive(Clone)]
 pub struct Held {
     record: Record,
-    /// The key as written, when it differs from the canonical spelling.
-    pub key: Option<Box<str>>,
+    /// The key as written, when it differs from the canonical spelling (rare: boxed twice to
+    /// keep `Held` small, 8 bytes instead of 16).
+    #[allow(clippy::box_collection, reason = "a thin pointer keeps every record smaller")]
+    key: Option<Box<String>>,
 }
 
 /// Where a record's fields are.
 #[derive(Clone)]
 enum Record {
     Decoded(Arc<PoolIPAllocation>),
-    /// In the plain shape, in `text`: the spans of the pod, the pod uid and the interface
-    /// (`NO_SPAN` when absent). Texts of 4 GiB or more are never kept this way.
+    /// In the plain shape, in `text` from `start`: the pod, the pod uid and the interface as
+    /// (offset from `start`, length) (`NO_FIELD` for an absent interface). Records of
+    /// 64 KiB or more, or starting 4 GiB or more into the text, are kept decoded.
     Plain {
         text: Arc<String>,
-        pod: Span,
-        uid: Span,
-        interface: Span,
+        start: u32,
+        fields: [Field; 3],
     },
 }
 
-/// Start and length of a field in the text.
-type Span = (u32, u32);
+/// Offset from the record's start and length of a field.
+type Field = (u16, u16);
 
-const NO_SPAN: Span = (u32::MAX, 0);
+const NO_FIELD: Field = (u16::MAX, u16::MAX);
+const POD: usize = 0;
+const UID: usize = 1;
+const INTERFACE: usize = 2;
 
 impl Held {
     /// A record under the address's canonical key.
@@ -54,48 +61,72 @@ impl Held {
     pub(crate) fn with_key(record: Arc<PoolIPAllocation>, key: Option<Box<str>>) -> Self {
         Held {
             record: Record::Decoded(record),
-            key,
+            key: key.map(|k| Box::new(k.into_string())),
         }
     }
 
-    /// The record whose `fields` are in `text` (borrowed from it), under `key` when that is
-    /// not the canonical spelling. Built at once when `text` is too large for the spans.
+    /// The record whose `fields` are in `text` (borrowed from it), starting at `record` (the
+    /// record's text, borrowed from it too), under `key` when that is not the canonical
+    /// spelling. Built at once when the spans do not fit.
     pub(crate) fn in_text(
         text: &Arc<String>,
+        record: &str,
         fields: PlainRecord<'_>,
         key: Option<Box<str>>,
     ) -> Self {
-        let span = |part: &str| -> Option<Span> {
-            let start = u32::try_from(encoded::offset(text, part)).ok()?;
-            let len = u32::try_from(part.len()).ok()?;
-            start.checked_add(len).map(|_| (start, len))
+        let start = encoded::offset(text, record);
+        let field = |part: &str| -> Option<Field> {
+            let off = u16::try_from(encoded::offset(text, part).checked_sub(start)?).ok()?;
+            let len = u16::try_from(part.len()).ok()?;
+            // Fits in the record, and never mistaken for an absent field.
+            (usize::from(off) + usize::from(len) <= record.len() && off != u16::MAX)
+                .then_some((off, len))
         };
         let interface = match fields.interface {
-            Some(i) => span(i),
-            None => Some(NO_SPAN),
+            Some(i) => field(i),
+            None => Some(NO_FIELD),
         };
-        let record = match (span(fields.pod), span(fields.pod_uid), interface) {
-            (Some(pod), Some(uid), Some(interface)) => Record::Plain {
+        let kept = (|| {
+            Some(Record::Plain {
                 text: text.clone(),
-                pod,
-                uid,
-                interface,
-            },
-            _ => Record::Decoded(Arc::new(fields.to_record())),
-        };
-        Held { record, key }
+                start: u32::try_from(start).ok()?,
+                fields: [field(fields.pod)?, field(fields.pod_uid)?, interface?],
+            })
+        })();
+        Held {
+            record: kept.unwrap_or_else(|| Record::Decoded(Arc::new(fields.to_record()))),
+            key: key.map(|k| Box::new(k.into_string())),
+        }
     }
 
-    fn field(text: &str, (start, len): Span) -> &str {
-        let start = start as usize;
-        text.get(start..start + len as usize).unwrap_or_default()
+    /// The key as written, when it differs from the address's canonical spelling.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref().map(String::as_str)
+    }
+
+    fn field(&self, which: usize) -> Option<&str> {
+        match &self.record {
+            Record::Decoded(_) => None,
+            Record::Plain {
+                text,
+                start,
+                fields,
+            } => {
+                let (off, len) = fields[which];
+                if (off, len) == NO_FIELD {
+                    return None;
+                }
+                let at = *start as usize + usize::from(off);
+                text.get(at..at + usize::from(len))
+            }
+        }
     }
 
     /// `<namespace>/<name>` of the holder.
     pub fn pod(&self) -> &str {
         match &self.record {
             Record::Decoded(r) => &r.pod,
-            Record::Plain { text, pod, .. } => Self::field(text, *pod),
+            Record::Plain { .. } => self.field(POD).unwrap_or_default(),
         }
     }
 
@@ -103,7 +134,7 @@ impl Held {
     pub fn pod_uid(&self) -> &str {
         match &self.record {
             Record::Decoded(r) => &r.pod_uid,
-            Record::Plain { text, uid, .. } => Self::field(text, *uid),
+            Record::Plain { .. } => self.field(UID).unwrap_or_default(),
         }
     }
 
@@ -111,10 +142,7 @@ impl Held {
     pub fn interface(&self) -> Option<&str> {
         match &self.record {
             Record::Decoded(r) => r.interface.as_deref(),
-            Record::Plain { interface, .. } if *interface == NO_SPAN => None,
-            Record::Plain {
-                text, interface, ..
-            } => Some(Self::field(text, *interface)),
+            Record::Plain { .. } => self.field(INTERFACE),
         }
     }
 
@@ -162,7 +190,7 @@ mod tests {
             let text = Arc::new(format!(r#"{{"10.0.0.1":{value}}}"#));
             let at = text.find(value).unwrap_or_default();
             let fields = parse_plain_fields(&text[at..at + value.len()]).unwrap();
-            let kept = Held::in_text(&text, fields, None);
+            let kept = Held::in_text(&text, &text[at..at + value.len()], fields, None);
             let decoded: PoolIPAllocation = serde_json::from_str(value).unwrap();
             assert!(matches!(kept.record, Record::Plain { .. }), "{value}");
             assert_eq!(*kept.record(), decoded, "{value}");
@@ -171,5 +199,14 @@ mod tests {
             assert_eq!(kept.interface(), decoded.interface.as_deref());
             assert_eq!(kept, Held::new(Arc::new(decoded)));
         }
+    }
+
+    #[test]
+    fn a_record_is_small() {
+        assert!(
+            std::mem::size_of::<Held>() <= 32,
+            "{}",
+            std::mem::size_of::<Held>()
+        );
     }
 }

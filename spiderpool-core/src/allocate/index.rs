@@ -131,7 +131,7 @@ impl PoolIndex {
                 let canonical = addr.is_ipv4() || addr.to_string() == e.key;
                 let key = (!canonical).then(|| e.key.into());
                 let held = match parse_plain_fields(e.value.get()) {
-                    Some(fields) => Held::in_text(&text, fields, key),
+                    Some(fields) => Held::in_text(&text, e.value.get(), fields, key),
                     None => Held::with_key(
                         serde_json::from_str::<PoolIPAllocation>(e.value.get())
                             .map(Arc::new)
@@ -385,8 +385,8 @@ impl PoolIndex {
     pub fn get_key(&self, key: &str) -> Option<(IpAddr, &Held)> {
         let addr: IpAddr = parse_ip(Some(self.family), key).ok()?;
         let held = self.get(addr)?;
-        let same = match &held.key {
-            Some(k) => **k == *key,
+        let same = match held.key() {
+            Some(k) => k == key,
             None => addr.to_string() == key,
         };
         same.then_some((addr, held))
@@ -394,7 +394,7 @@ impl PoolIndex {
 
     /// The key of `addr`'s record as written on the wire.
     pub fn key_of(&self, addr: IpAddr) -> String {
-        match self.get(addr).and_then(|h| h.key.as_deref()) {
+        match self.get(addr).and_then(Held::key) {
             Some(k) => k.to_string(),
             None => addr.to_string(),
         }
