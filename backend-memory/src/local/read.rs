@@ -66,7 +66,23 @@ struct Reader<'a> {
     path: &'a Path,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn over(
+        file: &'a File,
+        base: &'a mut [u8],
+        filled: &'a mut Vec<Range<usize>>,
+        probe: usize,
+        path: &'a Path,
+    ) -> Self {
+        Reader {
+            file,
+            base,
+            filled,
+            probe,
+            path,
+        }
+    }
+
     fn len(&self) -> usize {
         self.base.len()
     }
@@ -279,13 +295,7 @@ impl State {
         if known {
             return Ok(());
         }
-        let mut r = Reader {
-            file,
-            base,
-            filled: &mut u.filled,
-            probe: u.probe,
-            path,
-        };
+        let mut r = Reader::over(file, base, &mut u.filled, u.probe, path);
         let start = r.first_at_or_after(u.body, u.body, key)?;
         if start >= r.len() {
             return Ok(());
@@ -321,13 +331,7 @@ impl State {
         if u.kinds.contains(&prefix) {
             return Ok(());
         }
-        let mut r = Reader {
-            file,
-            base,
-            filled: &mut u.filled,
-            probe: u.probe,
-            path,
-        };
+        let mut r = Reader::over(file, base, &mut u.filled, u.probe, path);
         let start = r.first_at_or_after(u.body, u.body, &prefix)?;
         // Keys of the kind are `kind TAB …`: all below `kind LF` (a key holds no raw LF).
         let mut upper = prefix.clone();
@@ -366,14 +370,7 @@ impl State {
             return Ok(());
         };
         let len = self.base.len();
-        Reader {
-            file,
-            base: &mut self.base,
-            filled: &mut u.filled,
-            probe: u.probe,
-            path,
-        }
-        .fill(0..len)?;
+        Reader::over(file, &mut self.base, &mut u.filled, u.probe, path).fill(0..len)?;
         self.lines = index_all(&self.base, u.body, u.revision, u.count, path)?;
         self.unread = None;
         Ok(())
@@ -395,13 +392,7 @@ impl LocalStore {
         let mut base = vec![0u8; len];
         let mut filled = Vec::new();
         let probe = PROBE.min(self.first_read).max(1);
-        let mut r = Reader {
-            file: &file,
-            base: &mut base,
-            filled: &mut filled,
-            probe,
-            path: &path,
-        };
+        let mut r = Reader::over(&file, &mut base, &mut filled, probe, &path);
         r.fill(0..self.first_read)?;
         let header_end = r.newline(0)?;
         let first = &r.base[..header_end.unwrap_or(len)];

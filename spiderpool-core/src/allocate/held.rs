@@ -22,7 +22,10 @@ pub struct Held {
     record: Record,
     /// The key as written, when it differs from the canonical spelling (rare: boxed twice to
     /// keep `Held` small, 8 bytes instead of 16).
-    #[allow(clippy::box_collection, reason = "a thin pointer keeps every record smaller")]
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin pointer keeps every record smaller"
+    )]
     key: Option<Box<String>>,
 }
 
