@@ -201,12 +201,13 @@ fn index_line(
     at: usize,
     end: usize,
     revision: u64,
-) -> Result<(Range<usize>, Entry), &'static str> {
-    let line = std::str::from_utf8(&base[at..end]).map_err(|_| "not UTF-8")?;
+) -> Result<(Range<usize>, Entry), String> {
+    // The decoder's words: which byte of the line is not UTF-8.
+    let line = std::str::from_utf8(&base[at..end]).map_err(|e| e.to_string())?;
     // kind, namespace, name, revision, object, extra.
     let t = tabs(line, 5);
     let [_, _, t3, t4, t5] = t[..] else {
-        return Err("not an object line");
+        return Err("not an object line".into());
     };
     let rev = line[t3 + 1..t4]
         .parse::<u64>()

@@ -85,7 +85,7 @@ fn cases() -> Vec<Case<Damage>> {
             let mut bad = bytes.clone();
             bad[at] = 0xff;
             std::fs::write(data(d), bad).unwrap();
-        }, S, "store.json: corrupt store file, left untouched: invalid utf-8 sequence of 1 bytes from index"),
+        }, S, "store.json: corrupt store file, left untouched: line 2: invalid utf-8 sequence of 1 bytes from index"),
         case("store-v1-object-no-revision", |d| std::fs::write(data(d), r#"{"format":"spiderpool-rs/local-store/v1","revision":1,"objects":[{"object":{}}]}"#).unwrap(), S, "corrupt store file, left untouched: objects[0]: missing revision"),
         case("store-v1-revision-ahead", |d| std::fs::write(data(d), format!(r#"{{"format":"spiderpool-rs/local-store/v1","revision":1,"objects":[{{"revision":9,"object":{P9}}}]}}"#)).unwrap(), S, "objects[0]: revision 9 beyond the store revision 1"),
         case("store-journal-checksum-middle", |d| {
