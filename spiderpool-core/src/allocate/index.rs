@@ -24,13 +24,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::encoded::{self, Encoded};
 pub use super::held::Held;
-use super::records::{AddrKey, Records};
+use super::records::{key_hash, AddrKey, Records};
 use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
 use crate::model::{parse_plain_fields, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
@@ -98,10 +97,6 @@ impl Addrs {
 /// A fixed seed: no randomness in the core (a collision costs a comparison, not a wrong
 /// answer).
 type ByKey = HashMap<u64, Addrs, FixedState>;
-
-fn key_hash(s: &str) -> u64 {
-    FixedState::default().hash_one(s)
-}
 
 impl PoolIndex {
     /// Decodes `pool`: its spec (family, subnet, usable addresses) and its records. A record
@@ -599,19 +594,20 @@ impl PoolIndex {
         let k = AddrKey::of(addr);
         let old = match new {
             Some(held) => {
+                let uid = key_hash(held.pod_uid());
                 if let Some(by_uid) = &mut self.by_uid {
-                    push(by_uid, key_hash(held.pod_uid()), addr);
+                    push(by_uid, uid, addr);
                 }
                 if let Some(by_pod) = &mut self.by_pod {
                     push(by_pod, key_hash(held.pod()), addr);
                 }
-                self.records.insert(k, held)
+                self.records.insert(k, held, uid)
             }
             None => self.records.remove(k),
         };
-        if let Some(old) = &old {
+        if let Some((old, uid)) = &old {
             if let Some(by_uid) = &mut self.by_uid {
-                pull(by_uid, key_hash(old.pod_uid()), addr);
+                pull(by_uid, *uid, addr);
             }
             if let Some(by_pod) = &mut self.by_pod {
                 pull(by_pod, key_hash(old.pod()), addr);
@@ -622,7 +618,7 @@ impl PoolIndex {
             (true, false) => self.give_back(addr),
             _ => {}
         }
-        old
+        old.map(|(held, _)| held)
     }
 
     /// Reverts the changes of `journal` (newest first), leaving it empty.

@@ -6,6 +6,7 @@
 //! built by allocations (or long after its decode) works on the map alone.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use foldhash::fast::FixedState;
 
@@ -43,13 +44,27 @@ impl std::hash::Hash for AddrKey {
     }
 }
 
+/// The hash of a pod uid or name, as the index's lookups key them. A fixed seed: no
+/// randomness in the core (a collision costs a comparison, not a wrong answer).
+pub(super) fn key_hash(s: &str) -> u64 {
+    FixedState::default().hash_one(s)
+}
+
+/// A changed record with the hash of its pod uid, so that removing it from the lookup by uid
+/// does not hash the uid again.
+#[derive(Debug, Clone)]
+struct Slot {
+    held: Held,
+    uid: u64,
+}
+
 /// Records by address. See the [module docs](self).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Records {
     /// Decoded records, sorted by address, each address once.
     base: Vec<(AddrKey, Held)>,
     /// Changes over `base`: the record now at an address (`None`: none any more).
-    changed: HashMap<AddrKey, Option<Held>, FixedState>,
+    changed: HashMap<AddrKey, Option<Slot>, FixedState>,
     len: usize,
 }
 
@@ -84,20 +99,30 @@ impl Records {
     /// The record at `k`.
     pub(super) fn get(&self, k: AddrKey) -> Option<&Held> {
         match self.changed.get(&k) {
-            Some(now) => now.as_ref(),
+            Some(now) => now.as_ref().map(|s| &s.held),
             None => self.in_base(k),
         }
     }
 
-    /// Puts `held` at `k`; returns what was there.
-    pub(super) fn insert(&mut self, k: AddrKey, held: Held) -> Option<Held> {
+    /// A record of the base with its uid's hash.
+    fn base_with_uid(&self, k: AddrKey) -> Option<(Held, u64)> {
+        self.in_base(k).map(|h| (h.clone(), key_hash(h.pod_uid())))
+    }
+
+    /// Puts `held` (whose pod uid hashes to `uid`) at `k`; returns what was there, with its
+    /// uid's hash.
+    pub(super) fn insert(&mut self, k: AddrKey, held: Held, uid: u64) -> Option<(Held, u64)> {
+        let slot = Some(Slot { held, uid });
         let old = if self.base.is_empty() {
-            self.changed.insert(k, Some(held)).flatten()
+            self.changed
+                .insert(k, slot)
+                .flatten()
+                .map(|s| (s.held, s.uid))
         } else if let Some(now) = self.changed.get_mut(&k) {
-            now.replace(held)
+            std::mem::replace(now, slot).map(|s| (s.held, s.uid))
         } else {
-            let old = self.in_base(k).cloned();
-            self.changed.insert(k, Some(held));
+            let old = self.base_with_uid(k);
+            self.changed.insert(k, slot);
             old
         };
         if old.is_none() {
@@ -106,19 +131,19 @@ impl Records {
         old
     }
 
-    /// Removes the record at `k`; returns it.
-    pub(super) fn remove(&mut self, k: AddrKey) -> Option<Held> {
+    /// Removes the record at `k`; returns it, with its uid's hash.
+    pub(super) fn remove(&mut self, k: AddrKey) -> Option<(Held, u64)> {
         let old = if self.base.is_empty() {
-            self.changed.remove(&k).flatten()
+            self.changed.remove(&k).flatten().map(|s| (s.held, s.uid))
         } else if let Some(now) = self.changed.get_mut(&k) {
-            let old = now.take();
+            let old = now.take().map(|s| (s.held, s.uid));
             if self.in_base(k).is_none() {
                 // Nothing to hide in the base: no need to remember the removal.
                 self.changed.remove(&k);
             }
             old
         } else {
-            let old = self.in_base(k).cloned();
+            let old = self.base_with_uid(k);
             if old.is_some() {
                 self.changed.insert(k, None);
             }
@@ -140,7 +165,7 @@ impl Records {
             .chain(
                 changed
                     .iter()
-                    .filter_map(|(k, now)| now.as_ref().map(|h| (*k, h))),
+                    .filter_map(|(k, now)| now.as_ref().map(|s| (*k, &s.held))),
             )
     }
 
@@ -190,9 +215,13 @@ mod tests {
         ];
         for (v, now) in steps {
             let old = match now {
-                Some(n) => records.insert(k(v), held(n)),
+                Some(n) => records.insert(k(v), held(n), key_hash(&format!("u{n}"))),
                 None => records.remove(k(v)),
             };
+            if let Some((h, uid)) = &old {
+                assert_eq!(*uid, key_hash(h.pod_uid()), "{v}");
+            }
+            let old = old.map(|(h, _)| h);
             let want = match now {
                 Some(n) => model.insert(v, n),
                 None => model.remove(&v),
