@@ -20,10 +20,11 @@
 //! per object, sorted by key: `kind TAB namespace TAB name TAB revision TAB json TAB extra`,
 //! where `extra` is the object's `status.allocatedIPs` kept apart (the one field that grows
 //! with a pool's allocations; `%`, TAB, CR and LF escaped as `%XX`). A journal record is a
-//! header `#revision-before count body-length checksum` and one line per change: `+` (the
-//! object's line), `-` (a deletion) or `~` (the object's JSON and a patch of its `extra`:
-//! common prefix length, common suffix length, the bytes between), so an allocation writes a
-//! few hundred bytes however full the pool. A process reads a large snapshot in parts, as
+//! header `#revision-before count body-length checksum` (`x` and the body's XXH3-64 in hex;
+//! FNV-1a in 16 hex digits in records of earlier versions, still read) and one line per
+//! change: `+` (the object's line), `-` (a deletion) or `~` (the object's JSON and a patch
+//! of its `extra`: common prefix length, common suffix length, the bytes between), so an
+//! allocation writes a few hundred bytes however full the pool. A process reads a large snapshot in parts, as
 //! its operations need them (one object by a binary search over the sorted lines, one kind
 //! as one run of lines: see `read.rs`), indexes the lines without decoding them and decodes
 //! only the objects it reads, so an allocation does not pay for the thousands of endpoints a

@@ -142,8 +142,26 @@ pub(super) fn encode_key(key: &Key) -> Vec<u8> {
     out
 }
 
-/// 64-bit FNV-1a: the journal records' checksum (detects torn and damaged records).
-pub(super) fn checksum(bytes: &[u8]) -> u64 {
+/// A journal record's checksum as its header writes it: `x` and the body's XXH3-64 in 16 hex
+/// digits.
+pub(super) fn checksum_field(body: &[u8]) -> String {
+    format!("x{:016x}", twox_hash::XxHash3_64::oneshot(body))
+}
+
+/// Whether a header's checksum `field` is that of `body`: `x` and XXH3-64 (records written
+/// now), or 16 hex digits of FNV-1a 64 (records of earlier versions, byte by byte and ~8×
+/// slower, still read). `None`: not a checksum field.
+pub(super) fn checksum_matches(field: &str, body: &[u8]) -> Option<bool> {
+    let (hex, sum): (&str, fn(&[u8]) -> u64) = match field.strip_prefix('x') {
+        Some(hex) => (hex, twox_hash::XxHash3_64::oneshot),
+        None => (field, fnv1a),
+    };
+    let want = u64::from_str_radix(hex, 16).ok()?;
+    Some(sum(body) == want)
+}
+
+/// 64-bit FNV-1a: the checksum of journal records written before XXH3.
+fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -184,7 +202,7 @@ pub(super) fn snapshot_body(objects: &[Flat], out: &mut Vec<u8>) -> Vec<(Range<u
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, escape_into, unescape, unescape_from};
+    use super::{checksum_field, checksum_matches, escape, escape_into, unescape, unescape_from};
 
     #[test]
     fn escaping_round_trips_and_leaves_no_separator() {
@@ -213,5 +231,22 @@ mod tests {
         assert_eq!(unescape(b"a%+1"), None);
         assert_eq!(unescape_from(b"s%".to_vec(), 1), None);
         assert_eq!(unescape_from(b"s".to_vec(), 1).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn records_are_checksummed_with_xxh3_and_older_fnv_records_still_check() {
+        // Reference values: XXH3-64 and FNV-1a 64 of "" and of "a".
+        assert_eq!(checksum_field(b""), "x2d06800538d394c2");
+        assert_eq!(checksum_matches("x2d06800538d394c2", b""), Some(true));
+        assert_eq!(checksum_matches("xe6c632b61e964e1f", b"a"), Some(true));
+        assert_eq!(checksum_matches("cbf29ce484222325", b""), Some(true));
+        assert_eq!(checksum_matches("af63dc4c8601ec8c", b"a"), Some(true));
+        // The other algorithm's value, a flipped bit, not a checksum.
+        assert_eq!(checksum_matches("af63dc4c8601ec8c", b"b"), Some(false));
+        assert_eq!(checksum_matches("xaf63dc4c8601ec8c", b"a"), Some(false));
+        assert_eq!(checksum_matches("x2d06800538d394c3", b""), Some(false));
+        for bad in ["", "x", "xyz", "g0", "x-1"] {
+            assert_eq!(checksum_matches(bad, b""), None, "{bad:?}");
+        }
     }
 }

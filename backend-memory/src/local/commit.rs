@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::codec::{checksum, encode_key, snapshot_body, split_object};
+use super::codec::{checksum_field, encode_key, snapshot_body, split_object};
 use super::failpoint::failpoint;
 use super::{
     cut, file_id, Entry, Flat, LocalStore, Src, State, DATA, FORMAT, JOURNAL, MAX_RECORDS,
@@ -110,9 +110,9 @@ impl LocalStore {
             return Ok(before);
         }
         let header = format!(
-            "#{before} {count} {} {:016x}\n",
+            "#{before} {count} {} {}\n",
             body.len(),
-            checksum(&body)
+            checksum_field(&body)
         );
         // The changes as entries over the journal once the record is appended at `offset`.
         let journal_len = state.journal.len();

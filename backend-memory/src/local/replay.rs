@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::codec::{checksum, tabs};
+use super::codec::{checksum_matches, tabs};
 use super::find::find;
 use super::{cut, Entry, Src, State};
 use crate::Error;
@@ -48,7 +48,7 @@ pub(super) fn replay(
                 .ok()
                 .zip(count.parse::<u64>().ok())
                 .zip(len.parse::<usize>().ok())
-                .zip(u64::from_str_radix(sum, 16).ok()),
+                .map(|bcl| (bcl, *sum)),
             _ => None,
         };
         let Some((((before, count), len), sum)) = parsed else {
@@ -59,7 +59,10 @@ pub(super) fn replay(
         if body_end > bytes.len() {
             break; // a body cut short: torn
         }
-        if checksum(&bytes[body_start..body_end]) != sum {
+        let Some(sum_ok) = checksum_matches(sum, &bytes[body_start..body_end]) else {
+            return Err(corrupt(at, "not a journal record"));
+        };
+        if !sum_ok {
             if body_end == bytes.len() {
                 break; // the last record, damaged by the crash that cut it: torn
             }
