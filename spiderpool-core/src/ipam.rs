@@ -123,19 +123,25 @@ impl<S: Store> Ipam<S> {
     /// Reads what a decision for `namespace/endpoint` needs.
     pub async fn snapshot(&self, namespace: &str, endpoint: &str) -> Result<Snapshot, Error> {
         let mut snap = Snapshot::default();
-        // Pools last: they are what concurrent allocations write, so the shorter the time
-        // between reading them and the commit, the fewer conflicts.
-        for s in self.store.list(SpiderReservedIP::KIND).await? {
+        // The three reads at once: a store that batches requests (etcd) answers them in one
+        // round trip, at one revision.
+        let (reserved, endpoint, pools) = futures_util::future::join3(
+            self.store.list(SpiderReservedIP::KIND),
+            self.store.get(&Key::endpoint(namespace, endpoint)),
+            self.store.list(SpiderIPPool::KIND),
+        )
+        .await;
+        for s in reserved? {
             if let Object::ReservedIp(r) = s.object {
                 snap.reserved.push(r);
             }
         }
-        if let Some(s) = self.store.get(&Key::endpoint(namespace, endpoint)).await? {
+        if let Some(s) = endpoint? {
             if let Object::Endpoint(e) = s.object {
                 snap.endpoint = Some((e, s.revision));
             }
         }
-        for s in self.store.list(SpiderIPPool::KIND).await? {
+        for s in pools? {
             if let Object::IpPool(p) = s.object {
                 snap.pools.push((p, s.revision));
             }
