@@ -14,6 +14,7 @@ mod count;
 mod family;
 mod intervals;
 mod parse;
+mod part;
 mod range;
 mod set;
 

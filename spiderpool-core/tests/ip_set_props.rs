@@ -251,6 +251,141 @@ proptest! {
     }
 }
 
+/// Sorted, merged intervals.
+fn merged(mut list: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    list.sort();
+    let mut out: Vec<(u128, u128)> = Vec::new();
+    for (s, e) in list {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// `a` without `b` (both merged).
+fn minus(a: &[(u128, u128)], b: &[(u128, u128)]) -> Vec<(u128, u128)> {
+    let mut out = Vec::new();
+    for &(s, e) in a {
+        let mut from = Some(s);
+        for &(bs, be) in b {
+            let Some(f) = from else { break };
+            if be < f || bs > e {
+                continue;
+            }
+            if bs > f {
+                out.push((f, bs - 1));
+            }
+            from = be.checked_add(1).filter(|n| *n <= e);
+        }
+        if let Some(f) = from {
+            out.push((f, e));
+        }
+    }
+    out
+}
+
+fn runs_of(set: &IpSet) -> Vec<(u128, u128)> {
+    set.runs()
+        .map(|r| (value(r.start()), value(r.end())))
+        .collect()
+}
+
+/// Ranges inside three chunks of a /64, most of them large: whole chunks, chunks all but a
+/// few offsets full (kept as their holes), and small pieces.
+fn big_ranges() -> impl Strategy<Value = Vec<(u128, u128)>> {
+    let chunk = 1u128 << 32;
+    let edge = prop_oneof![
+        0u128..40,
+        (chunk - 40)..chunk + 40,
+        (2 * chunk - 40)..(2 * chunk + 40),
+        (3 * chunk - 40)..3 * chunk,
+        0u128..3 * chunk
+    ];
+    prop::collection::vec((edge.clone(), edge), 1..5)
+        .prop_map(|v| v.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect())
+}
+
+proptest! {
+    // Fewer cases: a range ending mid-chunk is tens of thousands of containers either way.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Set operations on sets whose chunks are mostly full, against interval arithmetic.
+    #[test]
+    fn large_ranges_combine_exactly(
+        a_ranges in big_ranges(),
+        b_ranges in big_ranges(),
+        probes in prop::collection::vec(0u128..(3u128 << 32), 8),
+    ) {
+        let base = 0xfd00u128 << 112;
+        let subnet: IpNet = "fd00::/64".parse().unwrap();
+        let build = |ranges: &[(u128, u128)]| {
+            let mut set = IpSet::for_subnet(&subnet);
+            for &(s, e) in ranges {
+                let r = IpRange::new(addr(IpFamily::V6, base + s), addr(IpFamily::V6, base + e));
+                set.insert_range(&r.unwrap());
+            }
+            set
+        };
+        let (a, b) = (build(&a_ranges), build(&b_ranges));
+        let shift = |v: Vec<(u128, u128)>| -> Vec<(u128, u128)> {
+            v.into_iter().map(|(s, e)| (base + s, base + e)).collect()
+        };
+        let (ma, mb) = (merged(a_ranges.clone()), merged(b_ranges.clone()));
+        let mut all = ma.clone();
+        all.extend(&mb);
+        let union = merged(all);
+        let only_a = minus(&ma, &mb);
+        let inter = minus(&ma, &only_a);
+        for (got, want) in [
+            (a.clone(), ma.clone()),
+            (&a | &b, union),
+            (&a & &b, inter),
+            (&a - &b, only_a),
+        ] {
+            got.validate_invariants().map_err(TestCaseError::fail)?;
+            let want = shift(want);
+            prop_assert_eq!(runs_of(&got), want.clone());
+            let count = want.iter().fold(IpCount::ZERO, |n, &(s, e)| n + IpCount::from(e - s + 1));
+            prop_assert_eq!(got.len(), count);
+            prop_assert_eq!(got.first().map(value), want.first().map(|r| r.0));
+            prop_assert_eq!(got.min().map(value), want.first().map(|r| r.0));
+            prop_assert_eq!(got.last().map(value), want.last().map(|r| r.1));
+            for &p in &probes {
+                let v = base + p;
+                let at = addr(IpFamily::V6, v);
+                let inside = want.iter().any(|&(s, e)| s <= v && v <= e);
+                prop_assert_eq!(got.contains(at), inside);
+                let next = want.iter().find(|&&(_, e)| e >= v).map(|&(s, _)| s.max(v));
+                prop_assert_eq!(got.next_at_or_after(at).map(value), next);
+                let absent = if inside {
+                    want.iter().find(|&&(s, e)| s <= v && v <= e).map(|&(_, e)| e + 1)
+                } else {
+                    Some(v)
+                };
+                prop_assert_eq!(got.next_absent_at_or_after(at).map(value), absent);
+            }
+        }
+        // Removing ranges of one from the other in place agrees with the difference.
+        let mut c = a.clone();
+        for &(s, e) in &b_ranges {
+            let r = IpRange::new(addr(IpFamily::V6, base + s), addr(IpFamily::V6, base + e));
+            c.remove_range(&r.unwrap());
+        }
+        c.validate_invariants().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(runs_of(&c), runs_of(&(&a - &b)));
+        // The lowest address of `a` in neither `b` nor the probes' set.
+        let mut taken = IpSet::for_subnet(&subnet);
+        for &p in &probes {
+            taken.insert(addr(IpFamily::V6, base + p));
+        }
+        let start = addr(IpFamily::V6, base);
+        let free = (&(&a - &b) - &taken).first();
+        prop_assert_eq!(a.first_free(&[&b, &taken], start), free);
+    }
+}
+
 #[test]
 fn a_full_slash_64_is_small_and_exact() {
     let subnet: IpNet = "fd00::/64".parse().unwrap();

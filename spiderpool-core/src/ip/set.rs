@@ -3,7 +3,8 @@
 //! Layout: an address is stored as its offset from the set's base address (normally the
 //! subnet's network address). The offset space is cut into chunks of 2^32 offsets. A chunk is
 //! either *full*, kept in `full` as part of a run of consecutive full chunks, or *partial*, a
-//! `RoaringBitmap` of its low 32 bits in `bits`. A pool `fd00::/64` with `ips: [fd00::1-fd00::ffff:ffff:ffff:ffff]`
+//! [`Part`] in `bits`: a `RoaringBitmap` of the low 32 bits present, or of those absent when
+//! that is smaller (see `part.rs`). A pool `fd00::/64` with `ips: [fd00::1-fd00::ffff:ffff:ffff:ffff]`
 //! is one partial chunk and one run of 2^32−1 full chunks: a few hundred bytes. Every operation
 //! is exact; nothing is truncated and nothing walks addresses one by one.
 
@@ -11,12 +12,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use roaring::RoaringBitmap;
-
 use super::family::addr_value;
 use super::intervals::{self, Interval};
+use super::part::{Part, PartRuns};
 use super::{IpCount, IpFamily, IpRange};
+use ipnet::IpNet;
 
 const CHUNK_BITS: u32 = 32;
 const LOW_MASK: u128 = 0xFFFF_FFFF;
@@ -33,12 +33,12 @@ pub struct IpSet {
     /// Runs of full chunks (chunk indices), normalised.
     full: Vec<Interval>,
     /// Partial chunks: non-empty, not full, not inside `full`.
-    bits: BTreeMap<u128, RoaringBitmap>,
+    bits: BTreeMap<u128, Part>,
 }
 
 enum Chunk<'a> {
     Full,
-    Bits(&'a RoaringBitmap),
+    Part(&'a Part),
 }
 
 impl IpSet {
@@ -178,10 +178,11 @@ impl IpSet {
             if bits.contains_key(k) || intervals::contains(&full, *k) {
                 continue;
             }
-            let mut m = a.bits.get(k).cloned().unwrap_or_default();
-            if let Some(other) = b.bits.get(k) {
-                m |= other;
-            }
+            let m = match (a.bits.get(k), b.bits.get(k)) {
+                (Some(x), Some(y)) => x.union(y),
+                (Some(x), None) | (None, Some(x)) => x.clone(),
+                (None, None) => continue,
+            };
             if m.is_full() {
                 promoted.push((*k, *k));
             } else {
@@ -206,7 +207,7 @@ impl IpSet {
         for (k, m) in &a.bits {
             let r = match b.chunk(*k) {
                 Some(Chunk::Full) => m.clone(),
-                Some(Chunk::Bits(o)) => m & o,
+                Some(Chunk::Part(o)) => m.intersection(o),
                 None => continue,
             };
             if !r.is_empty() {
@@ -235,7 +236,7 @@ impl IpSet {
         for (k, m) in &a.bits {
             let r = match b.chunk(*k) {
                 Some(Chunk::Full) => continue,
-                Some(Chunk::Bits(o)) => m - o,
+                Some(Chunk::Part(o)) => m.difference(o),
                 None => m.clone(),
             };
             if !r.is_empty() {
@@ -244,7 +245,7 @@ impl IpSet {
         }
         for (k, m) in &b.bits {
             if intervals::contains(&a.full, *k) {
-                bits.insert(*k, RoaringBitmap::full() - m);
+                bits.insert(*k, m.complement());
             }
         }
         a.with_parts(full, bits)
@@ -292,7 +293,7 @@ impl IpSet {
             };
             let found = match chunk {
                 Chunk::Full => Some(lo),
-                Chunk::Bits(m) => m.range(lo..).next(),
+                Chunk::Part(m) => m.next_at_or_after(lo),
             };
             if let Some(low) = found {
                 return self.addr_at((chunk_k << CHUNK_BITS) | u128::from(low));
@@ -322,7 +323,7 @@ impl IpSet {
                     let end = self.full.get(idx).map_or(k, |&(_, e)| e);
                     end.checked_add(1)?.checked_mul(1u128 << CHUNK_BITS)?
                 }
-                Some(Chunk::Bits(m)) => match first_absent(m, lo) {
+                Some(Chunk::Part(m)) => match m.next_absent_at_or_after(lo) {
                     Some(low) => return self.addr_at((k << CHUNK_BITS) | u128::from(low)),
                     None => k.checked_add(1)?.checked_mul(1u128 << CHUNK_BITS)?,
                 },
@@ -340,7 +341,7 @@ impl IpSet {
     pub fn min(&self) -> Option<IpAddr> {
         let off = match self.next_chunk(0)? {
             (k, Chunk::Full) => k << CHUNK_BITS,
-            (k, Chunk::Bits(m)) => (k << CHUNK_BITS) | u128::from(m.min()?),
+            (k, Chunk::Part(m)) => (k << CHUNK_BITS) | u128::from(m.min()?),
         };
         self.addr_at(off)
     }
@@ -369,7 +370,7 @@ impl IpSet {
         }
         self.bits
             .entry(k)
-            .or_default()
+            .or_insert_with(Part::empty)
             .insert((off & LOW_MASK) as u32)
     }
 
@@ -383,7 +384,7 @@ impl IpSet {
         let lo = (off & LOW_MASK) as u32;
         if intervals::contains(&self.full, k) {
             self.full = intervals::subtract(&self.full, &[(k, k)]);
-            let mut m = RoaringBitmap::full();
+            let mut m = Part::full();
             m.remove(lo);
             self.bits.insert(k, m);
             return true;
@@ -413,7 +414,7 @@ impl IpSet {
     pub fn byte_sizes(&self) -> (usize, usize) {
         let mut serialized = self.full.len() * 32;
         let mut in_memory = std::mem::size_of::<IpSet>() + self.full.len() * 32;
-        for m in self.bits.values() {
+        for m in self.bits.values().map(Part::stored) {
             serialized += m.serialized_size();
             let st = m.statistics();
             let payload = st.n_bytes_array_containers
@@ -422,7 +423,7 @@ impl IpSet {
             // Each container: its key, its store's header (a Vec or a boxed array).
             let headers = u64::from(st.n_containers) * 32;
             in_memory += usize::try_from(payload + headers).unwrap_or(usize::MAX)
-                + std::mem::size_of::<RoaringBitmap>()
+                + std::mem::size_of::<Part>()
                 + 16;
         }
         (serialized, in_memory)
@@ -467,15 +468,20 @@ impl IpSet {
                     continue;
                 }
             }
-            let mut used = RoaringBitmap::new();
+            let mut used: Option<Part> = None;
             for t in &taken {
                 if let Some(m) = t.bits.get(&chunk_k) {
-                    used |= m;
+                    used = Some(match used {
+                        Some(u) => u.union(m),
+                        None => m.clone(),
+                    });
                 }
             }
-            let found = match chunk {
-                Chunk::Full => first_absent(&used, lo),
-                Chunk::Bits(m) => (m - &used).range(lo..).next(),
+            let found = match (chunk, &used) {
+                (Chunk::Full, None) => Some(lo),
+                (Chunk::Full, Some(u)) => u.next_absent_at_or_after(lo),
+                (Chunk::Part(m), None) => m.next_at_or_after(lo),
+                (Chunk::Part(m), Some(u)) => m.difference(u).next_at_or_after(lo),
             };
             if let Some(low) = found {
                 return self.addr_at((chunk_k << CHUNK_BITS) | u128::from(low));
@@ -538,7 +544,7 @@ impl IpSet {
 
     // ----- internals -----
 
-    fn with_parts(&self, full: Vec<Interval>, bits: BTreeMap<u128, RoaringBitmap>) -> IpSet {
+    fn with_parts(&self, full: Vec<Interval>, bits: BTreeMap<u128, Part>) -> IpSet {
         IpSet {
             family: self.family,
             base: self.base,
@@ -561,7 +567,7 @@ impl IpSet {
     fn contains_offset(&self, off: u128) -> bool {
         match self.chunk(off >> CHUNK_BITS) {
             Some(Chunk::Full) => true,
-            Some(Chunk::Bits(m)) => m.contains((off & LOW_MASK) as u32),
+            Some(Chunk::Part(m)) => m.contains((off & LOW_MASK) as u32),
             None => false,
         }
     }
@@ -570,7 +576,7 @@ impl IpSet {
         if intervals::contains(&self.full, k) {
             Some(Chunk::Full)
         } else {
-            self.bits.get(&k).map(Chunk::Bits)
+            self.bits.get(&k).map(Chunk::Part)
         }
     }
 
@@ -580,9 +586,9 @@ impl IpSet {
         let from_full = self.full.get(idx).map(|&(s, _)| s.max(k));
         let from_bits = self.bits.range(k..).next();
         match (from_full, from_bits) {
-            (Some(f), Some((&b, m))) if b < f => Some((b, Chunk::Bits(m))),
+            (Some(f), Some((&b, m))) if b < f => Some((b, Chunk::Part(m))),
             (Some(f), _) => Some((f, Chunk::Full)),
-            (None, Some((&b, m))) => Some((b, Chunk::Bits(m))),
+            (None, Some((&b, m))) => Some((b, Chunk::Part(m))),
             (None, None) => None,
         }
     }
@@ -645,21 +651,11 @@ impl IpSet {
             if intervals::contains(&self.full, k) {
                 continue;
             }
-            let m = self.bits.entry(k).or_default();
-            if m.is_empty() && lo <= 1 << 16 && u32::MAX - hi <= 1 << 16 {
-                // All of a chunk but a container or less at either end (a range from the
-                // subnet's first host to its last): roaring builds a full bitmap about three
-                // times faster than it inserts the range (65,536 containers either way).
-                // Not for larger gaps: its `remove_range` drops containers one by one.
-                let mut most = RoaringBitmap::full();
-                most.remove_range(..lo);
-                if let Some(after) = hi.checked_add(1) {
-                    most.remove_range(after..);
-                }
-                *m = most;
-            } else {
-                m.insert_range(lo..=hi);
-            }
+            let m = self
+                .bits
+                .entry(k)
+                .and_modify(|m| m.insert_range(lo, hi))
+                .or_insert_with(|| Part::range(lo, hi));
             if m.is_full() {
                 self.bits.remove(&k);
                 self.full = intervals::union(&self.full, &[(k, k)]);
@@ -685,10 +681,10 @@ impl IpSet {
         for (k, lo, hi) in chunk_pieces(s, e) {
             if intervals::contains(&self.full, k) {
                 self.full = intervals::subtract(&self.full, &[(k, k)]);
-                self.bits.insert(k, RoaringBitmap::full());
+                self.bits.insert(k, Part::full());
             }
             if let Some(m) = self.bits.get_mut(&k) {
-                m.remove_range(lo..=hi);
+                m.remove_range(lo, hi);
                 if m.is_empty() {
                     self.bits.remove(&k);
                 }
@@ -734,20 +730,11 @@ fn full_chunk_span(s: u128, e: u128) -> Option<(u128, u128)> {
     (first <= last).then_some((first, last))
 }
 
-/// The lowest value at or after `lo` that is not in `used`.
-fn first_absent(used: &RoaringBitmap, lo: u32) -> Option<u32> {
-    let mut it = used.range(lo..);
-    match it.next_range() {
-        Some(run) if *run.start() == lo => run.end().checked_add(1),
-        _ => Some(lo),
-    }
-}
-
 /// Iterator over the maximal ranges of an [`IpSet`], ascending. See [`IpSet::runs`].
 pub struct Runs<'a> {
     set: &'a IpSet,
     next_chunk: Option<u128>,
-    current: Option<(u128, roaring::bitmap::Iter<'a>)>,
+    current: Option<(u128, PartRuns<'a>)>,
     pending: Option<Interval>,
 }
 
@@ -756,9 +743,9 @@ impl Runs<'_> {
     fn next_raw(&mut self) -> Option<Interval> {
         loop {
             if let Some((k, it)) = &mut self.current {
-                if let Some(r) = it.next_range() {
+                if let Some((s, e)) = it.next_run() {
                     let base = *k << CHUNK_BITS;
-                    return Some((base | u128::from(*r.start()), base | u128::from(*r.end())));
+                    return Some((base | u128::from(s), base | u128::from(e)));
                 }
                 self.current = None;
             }
@@ -770,9 +757,9 @@ impl Runs<'_> {
                     self.next_chunk = end.checked_add(1);
                     return Some((c << CHUNK_BITS, (end << CHUNK_BITS) | LOW_MASK));
                 }
-                (c, Chunk::Bits(m)) => {
+                (c, Chunk::Part(m)) => {
                     self.next_chunk = c.checked_add(1);
-                    self.current = Some((c, m.iter()));
+                    self.current = Some((c, m.runs()));
                 }
             }
         }
