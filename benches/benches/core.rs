@@ -13,7 +13,9 @@ use criterion::{BenchmarkId, Criterion};
 use spiderpool_benches::core_fixtures::{
     autopool_world, filled_index, memory_report, plan_world, select_world, SIZES,
 };
-use spiderpool_core::allocate::{plan_allocate_cached, plan_release_cached, PoolIndexes};
+use spiderpool_core::allocate::{
+    plan_allocate_cached, plan_release_cached, PoolIndex, PoolIndexes,
+};
 use spiderpool_core::autopool::{plan_auto_pools, AutoPoolConfig};
 use spiderpool_core::model::{Object, PoolIPAllocation};
 use spiderpool_core::request::IpamConfig;
@@ -95,6 +97,21 @@ fn plan_alloc_release(c: &mut Criterion) {
     g.finish();
 }
 
+/// Decoding a stored pool, as a plugin process does once per call: the spec's usable
+/// addresses, then every record of `status.allocatedIPs` (`PoolIndex::from_pool`). The /64 is
+/// a pool over the whole subnet, whose first and last 2^32 blocks are all but full.
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core/decode");
+    for (size, fill) in [("v4_24", 99u32), ("v4_16", 0), ("v4_16", 50), ("v6_64", 0)] {
+        let (snap, _, _) = plan_world(size, fill);
+        let pool = snap.pools[0].0.clone();
+        g.bench_function(BenchmarkId::new(size, format!("fill_{fill}")), |b| {
+            b.iter(|| PoolIndex::from_pool(black_box(&pool)).unwrap())
+        });
+    }
+    g.finish();
+}
+
 fn select(c: &mut Criterion) {
     let mut g = c.benchmark_group("core/select");
     let cfg = IpamConfig::default();
@@ -139,6 +156,7 @@ fn main() {
     }
     alloc_release(&mut c);
     plan_alloc_release(&mut c);
+    decode(&mut c);
     select(&mut c);
     autopool(&mut c);
     c.final_summary();

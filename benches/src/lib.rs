@@ -250,11 +250,17 @@ pub mod core_fixtures {
     }
 
     /// A snapshot with one default pool `id` filled to `fill` % (records in
-    /// `status.allocatedIPs`), and an ADD and a DEL of one pod.
+    /// `status.allocatedIPs`), and an ADD and a DEL of one pod. (`v6_64` only empty: its
+    /// usable addresses are 2^64.)
     pub fn plan_world(id: &str, fill: u32) -> (Snapshot, AllocateRequest, ReleaseRequest) {
         let (subnet, ips) = size(id);
+        let family = if subnet.contains(':') {
+            IpFamily::V6
+        } else {
+            IpFamily::V4
+        };
         let spec = IPPoolSpec {
-            ip_version: Some(4),
+            ip_version: Some(if family == IpFamily::V6 { 6 } else { 4 }),
             subnet: subnet.into(),
             ips: vec![ips.into()],
             default: Some(true),
@@ -262,7 +268,7 @@ pub mod core_fixtures {
         };
         let mut pool = SpiderIPPool::new("bench", spec.clone());
         let mut index = PoolIndex::empty(&spec).unwrap();
-        let reserved = IpSet::new(IpFamily::V4);
+        let reserved = IpSet::new(family);
         let filled = index.usable().len().to_i64_saturating() as u64 * u64::from(fill) / 100;
         let mut journal = Vec::new();
         for i in 0..filled {
