@@ -17,6 +17,7 @@
 //! first (they name the pod uid, so a retry finds and reuses them, and GC can free them), the
 //! SpiderEndpoint last.
 
+mod by_key;
 mod encoded;
 mod held;
 mod index;

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::by_key::ByKey;
 use super::encoded::{self, Encoded};
 pub use super::held::Held;
 use super::records::{key_hash, AddrKey, Records};
@@ -34,7 +35,6 @@ use crate::ip::{addr_value, parse_ip, IpCount, IpFamily, IpRange, IpSet};
 use crate::model::{parse_plain_fields, AddressSpec, IPPoolSpec, PoolIPAllocation, SpiderIPPool};
 use crate::select::Rejection;
 use crate::Error;
-use foldhash::fast::FixedState;
 
 /// One change made to a [`PoolIndex`]: the address and what it held before.
 pub type Change = (IpAddr, Option<Held>);
@@ -76,27 +76,6 @@ pub struct PoolIndex {
 /// Changes tracked against the last written text beyond the records held; past this the
 /// text is dropped and the next write encodes everything (a long run of plans never written).
 const MAX_DIRTY: usize = 4096;
-
-/// The addresses under one key: almost always one, without a heap allocation.
-#[derive(Debug, Clone)]
-enum Addrs {
-    One(IpAddr),
-    Many(Vec<IpAddr>),
-}
-
-impl Addrs {
-    fn as_slice(&self) -> &[IpAddr] {
-        match self {
-            Addrs::One(a) => std::slice::from_ref(a),
-            Addrs::Many(v) => v,
-        }
-    }
-}
-
-/// The maps by uid and by pod name: keyed by a hash of the string, hashed again cheaply.
-/// A fixed seed: no randomness in the core (a collision costs a comparison, not a wrong
-/// answer).
-type ByKey = HashMap<u64, Addrs, FixedState>;
 
 impl PoolIndex {
     /// Decodes `pool`: its spec (family, subnet, usable addresses) and its records. A record
@@ -415,10 +394,7 @@ impl PoolIndex {
         field: fn(&Held) -> &str,
     ) -> Cow<'a, [IpAddr]> {
         match map {
-            Some(map) => map
-                .get(&key_hash(value))
-                .map_or(&[][..], Addrs::as_slice)
-                .into(),
+            Some(map) => map.get(key_hash(value)).into(),
             None => self
                 .records
                 .iter()
@@ -446,11 +422,10 @@ impl PoolIndex {
     }
 
     fn build(&self, field: fn(&Held) -> &str) -> ByKey {
-        let mut map = ByKey::default();
-        map.reserve(self.records.len());
+        let mut map = ByKey::with_capacity(self.records.len());
         for (k, held) in self.records.iter() {
             if let Some(addr) = self.family.addr(k.value()) {
-                push(&mut map, key_hash(field(held)), addr);
+                map.add(key_hash(field(held)), addr);
             }
         }
         map
@@ -592,26 +567,33 @@ impl PoolIndex {
         }
         let holds = new.is_some();
         let k = AddrKey::of(addr);
-        let old = match new {
+        let (old, keys) = match new {
             Some(held) => {
                 let uid = key_hash(held.pod_uid());
-                if let Some(by_uid) = &mut self.by_uid {
-                    push(by_uid, uid, addr);
-                }
-                if let Some(by_pod) = &mut self.by_pod {
-                    push(by_pod, key_hash(held.pod()), addr);
-                }
-                self.records.insert(k, held, uid)
+                let pod = self.by_pod.is_some().then(|| key_hash(held.pod()));
+                (self.records.insert(k, held, uid), Some((uid, pod)))
             }
-            None => self.records.remove(k),
+            None => (self.records.remove(k), None),
         };
-        if let Some((old, uid)) = &old {
+        // The old record's entries go stale first: the new one may take them again.
+        if old.is_some() {
+            self.by_uid.iter_mut().for_each(ByKey::went_stale);
+            self.by_pod.iter_mut().for_each(ByKey::went_stale);
+        }
+        if let Some((uid, pod)) = keys {
             if let Some(by_uid) = &mut self.by_uid {
-                pull(by_uid, *uid, addr);
+                by_uid.add(uid, addr);
             }
-            if let Some(by_pod) = &mut self.by_pod {
-                pull(by_pod, key_hash(old.pod()), addr);
+            if let (Some(by_pod), Some(pod)) = (&mut self.by_pod, pod) {
+                by_pod.add(pod, addr);
             }
+        }
+        let live = self.records.len();
+        if self.by_uid.as_ref().is_some_and(|m| m.needs_rebuild(live)) {
+            self.by_uid = Some(self.build(Held::pod_uid));
+        }
+        if self.by_pod.as_ref().is_some_and(|m| m.needs_rebuild(live)) {
+            self.by_pod = Some(self.build(Held::pod));
         }
         match (old.is_some(), holds) {
             (false, true) => self.take(addr),
@@ -713,10 +695,13 @@ impl PoolIndex {
                 return Err("the known run holds an address that is not usable".into());
             }
         }
-        let count = |m: &ByKey| m.values().map(|a| a.as_slice().len()).sum::<usize>();
-        let uids = self.by_uid.as_ref().map_or(self.records.len(), count);
-        let pods = self.by_pod.as_ref().map_or(self.records.len(), count);
-        if uids != self.records.len() || pods != self.records.len() {
+        let live = |m: &ByKey| {
+            let (entries, stale) = m.entries();
+            entries.checked_sub(stale)
+        };
+        let uids = self.by_uid.as_ref().map_or(Some(self.records.len()), live);
+        let pods = self.by_pod.as_ref().map_or(Some(self.records.len()), live);
+        if uids != Some(self.records.len()) || pods != Some(self.records.len()) {
             return Err("uid or pod index out of step with the records".into());
         }
         for (addr, h) in self.addrs().filter_map(|a| Some((a, self.get(a)?))) {
@@ -727,38 +712,6 @@ impl PoolIndex {
             }
         }
         Ok(())
-    }
-}
-
-fn push(map: &mut ByKey, key: u64, addr: IpAddr) {
-    use std::collections::hash_map::Entry;
-    match map.entry(key) {
-        Entry::Vacant(e) => {
-            e.insert(Addrs::One(addr));
-        }
-        Entry::Occupied(mut e) => {
-            let slot = e.get_mut();
-            match slot {
-                Addrs::One(a) => *slot = Addrs::Many(vec![*a, addr]),
-                Addrs::Many(v) => v.push(addr),
-            }
-        }
-    }
-}
-
-fn pull(map: &mut ByKey, key: u64, addr: IpAddr) {
-    let empty = match map.get_mut(&key) {
-        None => false,
-        Some(Addrs::One(a)) => *a == addr,
-        Some(Addrs::Many(v)) => {
-            if let Some(i) = v.iter().position(|a| *a == addr) {
-                v.swap_remove(i);
-            }
-            v.is_empty()
-        }
-    };
-    if empty {
-        map.remove(&key);
     }
 }
 
@@ -981,6 +934,50 @@ mod spread_tests {
             interface: Some("eth0".into()),
             extra: Default::default(),
         })
+    }
+
+    #[test]
+    fn lookups_keep_released_entries_stale_and_rebuild_when_they_outnumber_the_live() {
+        let spec = IPPoolSpec {
+            subnet: "10.0.0.0/16".into(),
+            ips: vec!["10.0.0.1-10.0.255.254".into()],
+            ..IPPoolSpec::default()
+        };
+        let mut index = PoolIndex::empty(&spec).unwrap();
+        index.index_lookups();
+        index.index_pod_names();
+        let none = IpSet::new(IpFamily::V4);
+        let mut journal = Vec::new();
+        let first = index.allocate(rec(0), &none, &mut journal).unwrap();
+        // Pods that come once and go: each leaves a stale entry behind.
+        for n in 1..=500 {
+            let a = index.allocate(rec(n), &none, &mut journal).unwrap();
+            assert!(index.release(a, &mut journal));
+            index.validate_invariants().unwrap();
+            let (entries, stale) = index.by_uid.as_ref().unwrap().entries();
+            assert!(stale <= 64 + 1 && entries == 1 + stale, "{entries} {stale}");
+            assert_eq!(index.by_pod.as_ref().unwrap().entries(), (entries, stale));
+            // A stale entry is never an answer: its address holds no record of that pod.
+            let found = index.find_held(&format!("u{n}"), Some(&format!("ns/p{n}")), "eth0");
+            assert!(found.is_none(), "{n}");
+        }
+        // The same pod released and allocated again takes its stale entry back.
+        assert!(index.release(first, &mut journal));
+        assert_eq!(index.allocate(rec(0), &none, &mut journal), Ok(first));
+        index.validate_invariants().unwrap();
+        assert_eq!(
+            index.find_held("u0", None, "eth0").map(|(a, _)| a),
+            Some(first)
+        );
+        // Another pod at a stale entry's address: found under its own keys only.
+        let next = index.lowest_free(&none).unwrap();
+        index.set(next, Some(Held::new(rec(9999))));
+        assert!(index.find_held("u1", None, "eth0").is_none());
+        assert_eq!(
+            index.find_held("u9999", None, "eth0").map(|(a, _)| a),
+            Some(next)
+        );
+        index.validate_invariants().unwrap();
     }
 
     #[test]
