@@ -11,8 +11,14 @@
 # the level; then N VERSION calls of our binary (the floor: starting the process). Every call
 # is a separate process with only the CNI variables in its environment and the netconf on
 # stdin; the harness (benches/scripts/cni_time.rs, std only) measures spawn to exit.
-# The table gives median and p90 in ms per level and both ratios per level; the last two lines
-# give the worst level's ratios (the targets must hold at every level).
+# Our plugin is measured twice: alone (each process reads and decodes the store itself) and
+# with the node agent (`spiderpoolctl agent`, started here, named by the netconf's
+# `ipam_unix_socket_path`: each plugin process hands its command to the agent, which keeps the
+# store open and the pool decoded; Spiderpool's own plugin always works through its agent).
+# Both use the same local store, and the agent's ADD is followed by an untimed DEL through it.
+# The table gives median and p90 in ms per level and the ratios per level; then the worst
+# level's ratios of the plugin alone, and, as the last two lines, the worst level's ratios
+# with the agent (the targets must hold at every level).
 source "$(dirname "$0")/../scripts/env.sh"
 
 N="${N:-500}"
@@ -33,7 +39,8 @@ if [ ! -x "$HARNESS" ] || [ benches/scripts/cni_time.rs -nt "$HARNESS" ]; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cni-vs-host-local.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+AGENT_PID=
+trap '[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 # The range: 10.77.0.2-10.77.15.254, gateway 10.77.0.1, for both.
 SIZE=4093
@@ -48,6 +55,15 @@ cat >"$WORK/spiderpool.json" <<EOF
 {"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
  "ipam": {"type": "spiderpool", "store": "$WORK/spiderpool", "default_ipv4_ippool": ["bench"]}}
 EOF
+cat >"$WORK/agent.json" <<EOF
+{"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
+ "ipam": {"type": "spiderpool", "store": "$WORK/spiderpool", "default_ipv4_ippool": ["bench"],
+          "ipam_unix_socket_path": "$WORK/agent.sock"}}
+EOF
+"$BIN/spiderpoolctl" agent --socket "$WORK/agent.sock" 2>/dev/null &
+AGENT_PID=$!
+for _ in $(seq 100); do [ -S "$WORK/agent.sock" ] && break; sleep 0.05; done
+[ -S "$WORK/agent.sock" ] || { echo "the agent did not start" >&2; exit 1; }
 cat >"$WORK/host-local.json" <<EOF
 {"cniVersion": "1.0.0", "name": "bench", "type": "bridge",
  "ipam": {"type": "host-local", "dataDir": "$WORK/host-local",
@@ -56,12 +72,15 @@ cat >"$WORK/host-local.json" <<EOF
 EOF
 
 echo "== N=$N per measurement, levels: $LEVELS, range: $SIZE addresses, state in $WORK" >&2
-printf '%-6s %-6s | %-17s | %-17s | %-17s | %-8s %-8s\n' \
-    level held "host-local ADD" "spiderpool ADD" "spiderpool VERSION" "HL/SP" "ADD/VER"
-printf '%-6s %-6s | %-17s | %-17s | %-17s | %-8s %-8s\n' \
-    "" "" "median  p90 (ms)" "median  p90 (ms)" "median  p90 (ms)" "median" "median"
+printf '%-6s %-6s | %-15s | %-15s | %-15s | %-15s | %-6s %-7s | %-6s %-7s\n' \
+    level held "host-local ADD" "spiderpool ADD" "with agent ADD" "VERSION" \
+    "HL/SP" "ADD/VER" "HL/AG" "AG/VER"
+printf '%-6s %-6s | %-15s | %-15s | %-15s | %-15s | %-14s | %-14s\n' \
+    "" "" "median p90 (ms)" "median p90" "median p90" "median p90" "alone" "with agent"
 held=0
 rows=()
+agent_rows=()
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for level in $LEVELS; do
     target=$((SIZE * level / 100))
     if [ "$target" -gt "$held" ]; then
@@ -72,16 +91,27 @@ for level in $LEVELS; do
     fi
     read -r hl hl90 < <("$HARNESS" "$HOST_LOCAL" "$WORK/host-local.json" add "$N" "add$level")
     read -r sp sp90 < <("$HARNESS" "$BIN/spiderpool" "$WORK/spiderpool.json" add "$N" "add$level")
+    read -r ag ag90 < <("$HARNESS" "$BIN/spiderpool" "$WORK/agent.json" add "$N" "agt$level")
     read -r ver ver90 < <("$HARNESS" "$BIN/spiderpool" "$WORK/spiderpool.json" version "$N" "ver$level")
-    r1=$(awk -v a="$hl" -v b="$sp" 'BEGIN { printf "%.2f", a / b }')
-    r2=$(awk -v a="$sp" -v b="$ver" 'BEGIN { printf "%.2f", a / b }')
-    printf '%-6s %-6s | %7.3f %9.3f | %7.3f %9.3f | %7.3f %9.3f | %-8s %-8s\n' \
-        "$level%" "$held" "$hl" "$hl90" "$sp" "$sp90" "$ver" "$ver90" "$r1" "$r2"
+    r1=$(ratio "$hl" "$sp")
+    r2=$(ratio "$sp" "$ver")
+    r3=$(ratio "$hl" "$ag")
+    r4=$(ratio "$ag" "$ver")
+    printf '%-6s %-6s | %6.3f %8.3f | %6.3f %8.3f | %6.3f %8.3f | %6.3f %8.3f | %-6s %-7s | %-6s %-7s\n' \
+        "$level%" "$held" "$hl" "$hl90" "$sp" "$sp90" "$ag" "$ag90" "$ver" "$ver90" \
+        "$r1" "$r2" "$r3" "$r4"
     rows+=("$level $r1 $r2")
+    agent_rows+=("$level $r3 $r4")
 done
 # The worst level of each ratio.
-worst1=$(printf '%s\n' "${rows[@]}" | sort -k2,2g | head -1)
-worst2=$(printf '%s\n' "${rows[@]}" | sort -k3,3g | tail -1)
-echo "worst levels: host-local/spiderpool at ${worst1%% *} %, spiderpool ADD/VERSION at ${worst2%% *} %"
-echo "ratio host-local/spiderpool median ADD: $(awk '{print $2}' <<<"$worst1")"
-echo "ratio spiderpool ADD/VERSION median: $(awk '{print $3}' <<<"$worst2")"
+worst() { printf '%s\n' "$@" | sort -k2,2g | head -1; }
+worst_ver() { printf '%s\n' "$@" | sort -k3,3g | tail -1; }
+w1=$(worst "${rows[@]}")
+w2=$(worst_ver "${rows[@]}")
+echo "plugin alone: ratio host-local/spiderpool median ADD: $(awk '{print $2}' <<<"$w1") (at ${w1%% *} %)," \
+    "ADD/VERSION: $(awk '{print $3}' <<<"$w2") (at ${w2%% *} %)"
+w3=$(worst "${agent_rows[@]}")
+w4=$(worst_ver "${agent_rows[@]}")
+echo "with the node agent, worst levels: host-local/spiderpool at ${w3%% *} %, ADD/VERSION at ${w4%% *} %"
+echo "ratio host-local/spiderpool median ADD: $(awk '{print $2}' <<<"$w3")"
+echo "ratio spiderpool ADD/VERSION median: $(awk '{print $3}' <<<"$w4")"

@@ -90,6 +90,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The agent's socket could not be set up (`spiderpoolctl agent`).
+    #[error("agent socket {path}: {source}")]
+    AgentSocket {
+        /// The socket's path.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
     /// A command-line request that cannot be carried out (unknown kind, object not found, …).
     #[error("{0}")]
     Usage(String),
@@ -159,7 +167,10 @@ impl Error {
                 E::Storage { .. } | E::CorruptStatus { .. } => code::STORE_FAILED,
                 _ => code::INTERNAL,
             },
-            Error::Input { .. } | Error::InputTooLarge { .. } | Error::Usage(_) => code::INTERNAL,
+            Error::Input { .. }
+            | Error::InputTooLarge { .. }
+            | Error::Usage(_)
+            | Error::AgentSocket { .. } => code::INTERNAL,
         }
     }
 

@@ -3,6 +3,8 @@
 //! - [`plugin::run`]: one CNI invocation (ADD, DEL, CHECK, VERSION, STATUS, GC) from its
 //!   environment and stdin to its stdout and exit code.
 //! - [`ctl`]: `spiderpoolctl apply/get/delete/describe` against a store.
+//! - [`agent`]: the node agent (`spiderpoolctl agent`), which runs the plugin's commands with
+//!   stores kept open, when the netconf names its socket (`ipam_unix_socket_path`).
 //!
 //! The plugin is configured in the netconf's `ipam` section:
 //!
@@ -48,6 +50,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod ctl;
 pub mod emulation;
 pub mod error;

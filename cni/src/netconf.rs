@@ -123,7 +123,8 @@ pub struct IpamConf {
     /// SR-IOV master-subnet matching (accepted, host-specific, not applied).
     #[serde(default)]
     pub match_master_subnet: bool,
-    /// Spiderpool agent socket (accepted; this plugin needs no agent).
+    /// The node agent's socket (`spiderpoolctl agent`, [`crate::agent`]): when an agent
+    /// listens there the plugin hands it the command; otherwise the plugin runs it itself.
     #[serde(default)]
     pub ipam_unix_socket_path: Option<String>,
     /// Ours: how long to wait for another process's store lock before answering "try again

@@ -3,8 +3,9 @@
 //! [`run`] takes the environment and stdin and returns what to print and the exit code, so
 //! the whole plugin is testable in-process; `src/bin/spiderpool.rs` only does the I/O.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 use spiderpool_core::allocate::Snapshot;
@@ -18,6 +19,7 @@ use spiderpool_core::request::{AllocateRequest, NetconfDefaults, PodRef, Release
 use spiderpool_core::store::Store;
 
 use crate::netconf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
+use crate::store::AnyStore;
 use crate::Error;
 
 /// What the plugin prints and how it exits.
@@ -51,18 +53,17 @@ fn finish<T>(value: T) {
 }
 
 /// Runs one CNI invocation. `node` is this host's name (for pools pinned to nodes).
+///
+/// VERSION is answered at once. Otherwise, when the netconf names an agent socket
+/// (`ipam.ipam_unix_socket_path`) and an agent listens there, the invocation is handed to it
+/// ([`crate::agent`]); when nothing listens there, the command runs in this process on the
+/// same store (the store is locked, so either way is safe).
 pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
-    let version = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| "1.1.0".to_string());
     if env.command == "VERSION" {
-        return ok(json!({ "cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS }));
+        return version(stdin);
+    }
+    if let Some(reply) = crate::agent::forward(env, stdin, node) {
+        return reply;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -71,22 +72,48 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
         Ok(r) => r,
         Err(e) => {
             return fail(
-                &version,
+                &reply_version(stdin),
                 &Error::NotAvailable {
                     reason: e.to_string(),
                 },
             )
         }
     };
-    let outcome = runtime.block_on(async {
+    runtime.block_on(run_with(env, stdin, node, &Engines::per_call()))
+}
+
+/// The version replies are given in: the netconf's, if it is one we support.
+fn reply_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| "1.1.0".to_string())
+}
+
+fn version(stdin: &[u8]) -> Reply {
+    ok(json!({ "cniVersion": reply_version(stdin), "supportedVersions": SUPPORTED_VERSIONS }))
+}
+
+/// Runs one CNI invocation in this process, on engines from `engines` (the agent keeps them
+/// across invocations; [`run`] opens them per call).
+pub async fn run_with(env: &CniEnv, stdin: &[u8], node: &str, engines: &Engines) -> Reply {
+    if env.command == "VERSION" {
+        return version(stdin);
+    }
+    let outcome = async {
         let conf = NetConf::parse(stdin)?;
         let command = async {
             match env.command.as_str() {
-                "ADD" => add(env, &conf, node).await.map(Some),
-                "DEL" => del(env, &conf).await.map(|()| None),
-                "CHECK" => check(env, &conf).await.map(|()| None),
-                "STATUS" => status(&conf).await.map(|()| None),
-                "GC" => gc(&conf, node).await.map(|()| None),
+                "ADD" => add(env, &conf, node, engines).await.map(Some),
+                "DEL" => del(env, &conf, engines).await.map(|()| None),
+                "CHECK" => check(env, &conf, engines).await.map(|()| None),
+                "STATUS" => status(&conf, engines).await.map(|()| None),
+                "GC" => gc(&conf, node, engines).await.map(|()| None),
                 other => Err(Error::InvalidEnv {
                     var: "CNI_COMMAND".into(),
                     reason: format!(
@@ -99,15 +126,21 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
         // inside, and an etcd or Kubernetes write either applied or not; an ADD that failed is
         // followed by the runtime's DEL, and a repeated ADD returns what was recorded.
         let limit = conf.command_timeout();
-        tokio::time::timeout(limit, command)
+        let out = tokio::time::timeout(limit, command)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::DeadlineExceeded {
                     command: env.command.clone(),
                     millis: limit.as_millis(),
                 })
-            })
-    });
+            });
+        if out.is_err() {
+            // Whatever went wrong, the next invocation opens the store afresh.
+            engines.forget(&conf);
+        }
+        out
+    }
+    .await;
     if let Ok(conf) = NetConf::parse(stdin) {
         log(&conf, env, outcome.as_ref().err());
     }
@@ -118,8 +151,68 @@ pub fn run(env: &CniEnv, stdin: &[u8], node: &str) -> Reply {
             exit_code: 0,
             stderr: String::new(),
         },
-        Err(e) => fail(&version, &e),
+        Err(e) => fail(&reply_version(stdin), &e),
     }
+}
+
+/// Most stores an agent keeps open at once (more are opened per call, then dropped).
+const MAX_KEPT_ENGINES: usize = 16;
+
+/// Where the commands get their engine (a store and the decoded pools it keeps between
+/// decisions): opened for each invocation (the plugin process), or kept across invocations
+/// (the agent), one per store location and lock timeout.
+pub struct Engines {
+    kept: Option<Mutex<HashMap<String, Arc<Ipam<AnyStore>>>>>,
+}
+
+impl Engines {
+    /// A new engine for every invocation.
+    pub fn per_call() -> Self {
+        Engines { kept: None }
+    }
+
+    /// Engines kept across invocations.
+    pub fn kept() -> Self {
+        Engines {
+            kept: Some(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// How many stores are kept open.
+    pub fn kept_count(&self) -> usize {
+        self.kept.as_ref().map_or(0, |k| lock(k).len())
+    }
+
+    fn key(conf: &NetConf) -> String {
+        format!("{}\0{:?}", conf.store(), conf.ipam.lock_timeout_ms)
+    }
+
+    /// The engine for the store `conf` names (not the Kubernetes mode, which has its own).
+    async fn engine(&self, conf: &NetConf, container: &str) -> Result<Arc<Ipam<AnyStore>>, Error> {
+        let Some(kept) = &self.kept else {
+            return Ok(Arc::new(engine(conf.open_store().await?, container)));
+        };
+        let key = Self::key(conf);
+        if let Some(e) = lock(kept).get(&key) {
+            return Ok(Arc::clone(e));
+        }
+        let fresh = Arc::new(engine(conf.open_store().await?, &key));
+        let mut kept = lock(kept);
+        if kept.len() >= MAX_KEPT_ENGINES {
+            kept.clear();
+        }
+        Ok(Arc::clone(kept.entry(key).or_insert(fresh)))
+    }
+
+    fn forget(&self, conf: &NetConf) {
+        if let Some(kept) = &self.kept {
+            lock(kept).remove(&Self::key(conf));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Appends one line per invocation to `ipam.log_file_path`, if set: best effort, a logging
@@ -229,12 +322,12 @@ pub(crate) fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
     Ok(pod)
 }
 
-async fn add(env: &CniEnv, conf: &NetConf, node: &str) -> Result<Value, Error> {
+async fn add(env: &CniEnv, conf: &NetConf, node: &str, engines: &Engines) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
     let nics = if conf.is_kube() {
         crate::kube::add(env, conf, node).await?
     } else {
-        add_local(env, conf, node).await?
+        add_local(env, conf, node, engines).await?
     };
     let has_ip = nics
         .iter()
@@ -263,9 +356,9 @@ async fn add_local(
     env: &CniEnv,
     conf: &NetConf,
     node: &str,
+    engines: &Engines,
 ) -> Result<Vec<IPAllocationDetail>, Error> {
-    let store = conf.open_store().await?;
-    let ipam = engine(store, &env.container_id);
+    let ipam = engines.engine(conf, &env.container_id).await?;
     let req = AllocateRequest {
         pod: pod_ref(env)?,
         container_id: env.container_id.clone(),
@@ -285,7 +378,7 @@ async fn add_local(
     Ok(out?)
 }
 
-async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
+async fn del(env: &CniEnv, conf: &NetConf, engines: &Engines) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
     if conf.is_kube() {
         return crate::kube::del(env, conf).await;
@@ -294,8 +387,7 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
         // Nothing was ever stored there: nothing to release.
         return Ok(());
     }
-    let store = conf.open_store().await?;
-    let ipam = engine(store, &env.container_id);
+    let ipam = engines.engine(conf, &env.container_id).await?;
     let req = ReleaseRequest {
         pod: pod_ref(env)?,
         ifname: env.ifname.clone(),
@@ -316,11 +408,10 @@ async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     }
 }
 
-async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
+async fn check(env: &CniEnv, conf: &NetConf, engines: &Engines) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
-    let store = conf.open_store().await?;
+    let ipam = engines.engine(conf, &env.container_id).await?;
     let pod = pod_ref(env)?;
-    let ipam = Ipam::new(store);
     let snap: Snapshot = ipam.snapshot(&pod.namespace, &pod.name).await?;
     let fail = |reason: String| Err(Error::CheckFailed { reason });
     let Some((ep, _)) = &snap.endpoint else {
@@ -360,12 +451,13 @@ async fn check(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
     Ok(())
 }
 
-async fn status(conf: &NetConf) -> Result<(), Error> {
+async fn status(conf: &NetConf, engines: &Engines) -> Result<(), Error> {
     let unavailable = |reason: String| Error::NotAvailable { reason };
-    let store = conf
-        .open_store()
+    let ipam = engines
+        .engine(conf, &conf.name)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    let store = ipam.store();
     let pools = store
         .list("SpiderIPPool")
         .await
@@ -414,7 +506,7 @@ async fn status(conf: &NetConf) -> Result<(), Error> {
 /// GC: releases this network's attachments the runtime no longer lists. The runtime lists only
 /// its own host's attachments, so with a store shared by hosts (etcd, Kubernetes) only the
 /// endpoints recorded on this node (`node`) are judged.
-async fn gc(conf: &NetConf, node: &str) -> Result<(), Error> {
+async fn gc(conf: &NetConf, node: &str, engines: &Engines) -> Result<(), Error> {
     let shared = conf.is_kube() || conf.store().starts_with("etcd://");
     let valid: BTreeSet<(String, String)> = conf
         .valid_attachments
@@ -422,9 +514,8 @@ async fn gc(conf: &NetConf, node: &str) -> Result<(), Error> {
         .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
-    let store = conf.open_store().await?;
-    let endpoints = store.list(SpiderEndpoint::KIND).await?;
-    let ipam = engine(store, &conf.name);
+    let ipam = engines.engine(conf, &conf.name).await?;
+    let endpoints = ipam.store().list(SpiderEndpoint::KIND).await?;
     for s in endpoints {
         let Object::Endpoint(ep) = s.object else {
             continue;

@@ -79,6 +79,13 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions of the four kinds (for `kubectl apply -f -`).
     Crds,
+    /// Run the node agent: the plugin hands its commands to it when the netconf names this
+    /// socket (`ipam_unix_socket_path`); stores stay open and pools decoded between commands.
+    Agent {
+        /// The socket to listen on (created 0600; one left by a stopped agent is replaced).
+        #[arg(long, default_value = "/run/spiderpool-rs/agent.sock")]
+        socket: std::path::PathBuf,
+    },
     /// Show one object in full, with its allocations.
     Describe {
         /// The kind.
@@ -102,6 +109,11 @@ async fn run(cli: Cli) -> Result<String, Error> {
     // Printing the CRDs needs no store.
     if let Command::Crds = cli.command {
         return Ok(backend_kube::crd::crds_yaml());
+    }
+    // The agent names its stores per request (the netconf's), not on the command line.
+    if let Command::Agent { socket } = &cli.command {
+        spiderpool_cni::agent::run(socket).await?;
+        return Ok(String::new());
     }
     let started = Instant::now();
     let store = Counting::new(spiderpool_cni::store::open_store(&cli.store, None).await?);
@@ -205,6 +217,7 @@ async fn run(cli: Cli) -> Result<String, Error> {
             ctl::scale(&store, &kind, &name, &namespace, replicas).await?
         }
         Command::Crds => return Ok(backend_kube::crd::crds_yaml()),
+        Command::Agent { .. } => return Ok(String::new()),
         Command::Describe {
             kind,
             name,

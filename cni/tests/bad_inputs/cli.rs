@@ -196,6 +196,18 @@ fn cases() -> Vec<Case<Args>> {
             "\"etcd://\" is not etcd://host:port[,host:port…][/prefix]",
         ),
         case(
+            "ctl-agent-socket-a-file",
+            args(&["agent", "--socket", "@DIR@/a-file"], 1),
+            "Usage",
+            "a-file exists and is not a socket",
+        ),
+        case(
+            "ctl-agent-socket-under-a-file",
+            args(&["agent", "--socket", "@DIR@/a-file/agent.sock"], 1),
+            "AgentSocket",
+            "agent socket",
+        ),
+        case(
             "ctl-store-a-file",
             args(&["--store", "@DIR@/a-file", "get", "sp"], 1),
             "Store::NotADirectory",
@@ -223,6 +235,9 @@ fn library_kind(c: &Case<Args>, dir: &Path) -> Option<spiderpool_cni::Error> {
         }
         ["get", kind] | ["describe", kind, _] => Kind::parse(kind).err(),
         ["get", _, "-o", output] => Output::parse(output).err(),
+        ["agent", "--socket", socket] => {
+            runtime().block_on(async { spiderpool_cni::agent::bind(Path::new(socket)).err() })
+        }
         ["--store", store, ..] => runtime()
             .block_on(spiderpool_cni::store::open_store(store, None))
             .err(),

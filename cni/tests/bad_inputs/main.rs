@@ -115,6 +115,7 @@ pub fn cni_kind(e: &spiderpool_cni::Error) -> String {
         E::KubeUnavailable { .. } => "KubeUnavailable".into(),
         E::Kube { .. } => "Kube".into(),
         E::Usage(_) => "Usage".into(),
+        E::AgentSocket { .. } => "AgentSocket".into(),
         E::DeadlineExceeded { .. } => "DeadlineExceeded".into(),
     }
 }
