@@ -208,7 +208,7 @@ fn a_torn_last_record_is_ignored_and_a_damaged_one_refused() {
         block_on_ready(store.create(Object::IpPool(pool(name, "subnet: 10.0.0.0/24")))).unwrap();
     }
     let journal = store.dir().join("store.journal");
-    let good = std::fs::read(&journal).unwrap();
+    let good = content(&journal);
     // A crash in the middle of the last append: that commit never returned.
     std::fs::write(&journal, &good[..good.len() - 7]).unwrap();
     let torn = LocalStore::open(store.dir()).unwrap();
@@ -266,9 +266,7 @@ fn a_large_field_is_journaled_as_a_patch_and_replayed_exactly() {
             "after {i}"
         );
     }
-    let journal = std::fs::metadata(store.dir().join("store.journal"))
-        .unwrap()
-        .len();
+    let journal = content(&store.dir().join("store.journal")).len();
     let snapshot = std::fs::metadata(store.dir().join("store.json"))
         .unwrap()
         .len();
@@ -296,9 +294,7 @@ fn a_journal_larger_than_the_snapshot_is_folded_into_it() {
             let current = block_on_ready(store.get(&key)).unwrap().unwrap();
             block_on_ready(store.update(Object::IpPool(p.clone()), &current.revision)).unwrap();
         }
-        let journal = std::fs::metadata(store.dir().join("store.journal"))
-            .unwrap()
-            .len();
+        let journal = content(&store.dir().join("store.journal")).len();
         folded |= journal < 300_000;
         let fresh = LocalStore::open(store.dir()).unwrap();
         let Object::IpPool(got) = block_on_ready(fresh.get(&key)).unwrap().unwrap().object else {
@@ -311,4 +307,88 @@ fn a_journal_larger_than_the_snapshot_is_folded_into_it() {
         assert_eq!(block_on_ready(fresh.list("SpiderIPPool")).unwrap().len(), 2);
     }
     assert!(folded, "the journal was never folded into the snapshot");
+}
+
+/// A journal's records: the file without the zeros kept after them for the next.
+fn content(journal: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(journal).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    bytes
+}
+
+#[test]
+fn records_are_written_over_zeros_kept_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    let other = LocalStore::open(store.dir()).unwrap();
+    // The first write is a snapshot; the next ones go to the journal.
+    block_on_ready(store.create(Object::IpPool(pool("p0", "subnet: 10.0.0.0/24")))).unwrap();
+    let journal = store.dir().join("store.journal");
+    let mut sizes = Vec::new();
+    for i in 1..6 {
+        let (w, r) = if i % 2 == 0 {
+            (&store, &other)
+        } else {
+            (&other, &store)
+        };
+        let name = format!("p{i}");
+        let before = std::fs::metadata(&journal)
+            .ok()
+            .map(|m| m.modified().unwrap());
+        block_on_ready(w.create(Object::IpPool(pool(&name, "subnet: 10.0.0.0/24")))).unwrap();
+        if let Some(t) = before {
+            // As if written within the same tick of the (coarse) file clock.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&journal)
+                .unwrap();
+            f.set_modified(t).unwrap();
+        }
+        // The other store sees it, though the file's size and time did not change.
+        assert!(
+            block_on_ready(r.get(&Key::pool(&name))).unwrap().is_some(),
+            "{name}"
+        );
+        sizes.push(std::fs::metadata(&journal).unwrap().len());
+        assert!(
+            std::fs::read(&journal).unwrap().ends_with(&[0; 1024]),
+            "no room kept after record {i}"
+        );
+    }
+    assert!(
+        sizes.windows(2).all(|w| w[0] == w[1]),
+        "records landed in the room kept for them: {sizes:?}"
+    );
+    assert!(content(&journal).len() < sizes[0] as usize);
+    let fresh = LocalStore::open(store.dir()).unwrap();
+    assert_eq!(block_on_ready(fresh.list("SpiderIPPool")).unwrap().len(), 6);
+}
+
+#[test]
+fn a_record_whose_start_never_reached_the_disk_is_torn_and_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("s")).unwrap();
+    for name in ["p1", "p2"] {
+        block_on_ready(store.create(Object::IpPool(pool(name, "subnet: 10.0.0.0/24")))).unwrap();
+    }
+    let journal = store.dir().join("store.journal");
+    let good = content(&journal);
+    // A crash wrote a record's second block but not its first: zeros, then its end.
+    let mut file = good.clone();
+    file.extend_from_slice(&[0; 4096]);
+    file.extend_from_slice(b"tail of a record\t1\n");
+    file.extend_from_slice(&[0; 512]);
+    std::fs::write(&journal, &file).unwrap();
+    let after = LocalStore::open(store.dir()).unwrap();
+    assert_eq!(block_on_ready(after.list("SpiderIPPool")).unwrap().len(), 2);
+    block_on_ready(after.create(Object::IpPool(pool("p3", "subnet: 10.0.0.0/24")))).unwrap();
+    let now = content(&journal);
+    assert!(now.starts_with(&good), "the valid records were kept");
+    assert!(
+        !now.windows(4).any(|w| w == b"tail"),
+        "the torn bytes were not cut off"
+    );
+    let fresh = LocalStore::open(store.dir()).unwrap();
+    assert_eq!(block_on_ready(fresh.list("SpiderIPPool")).unwrap().len(), 3);
 }

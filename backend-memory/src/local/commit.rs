@@ -11,8 +11,8 @@ use std::path::Path;
 use super::codec::{checksum_field, encode_key, snapshot_body, split_object};
 use super::failpoint::failpoint;
 use super::{
-    cut, file_id, Entry, Flat, LocalStore, Src, State, DATA, FORMAT, JOURNAL, MAX_RECORDS,
-    MIN_COMPACT_BYTES, TEMP,
+    cut, journal_file_id, journal_size, Entry, Flat, LocalStore, Src, State, DATA, FORMAT, JOURNAL,
+    JOURNAL_ROOM, MAX_RECORDS, MIN_COMPACT_BYTES, TEMP,
 };
 use crate::Error;
 use spiderpool_core::store::Write;
@@ -180,7 +180,7 @@ impl LocalStore {
             path: jpath.clone(),
             source,
         };
-        let created = !jpath.exists();
+        let created = journal_file_id(&jpath)?.is_none();
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -192,16 +192,25 @@ impl LocalStore {
             failpoint("journal-created");
             fsync_dir(&self.dir)?;
         }
-        // Cut off a record a crash left unfinished: its commit never returned.
-        if file.metadata().map_err(io)?.len() != journal_len as u64 {
+        // Cut off a record a crash left unfinished (its commit never returned), and anything
+        // after it.
+        let mut size = journal_size(&file).map_err(io)?;
+        if state.journal_torn || size < journal_len as u64 {
             file.set_len(journal_len as u64).map_err(io)?;
             failpoint("journal-tail-cut");
+            size = journal_len as u64;
+        }
+        // The record goes over the zeros kept after the last one; when they are too few, it
+        // brings zeros for the next records along.
+        let len = record.len();
+        if (journal_len + len) as u64 > size {
+            record.resize(len + JOURNAL_ROOM, 0);
         }
         file.seek(SeekFrom::Start(journal_len as u64)).map_err(io)?;
         failpoint("journal-before-write");
         // One write, or two in a `failpoints` build so that a test can die between them.
         let half = if cfg!(feature = "failpoints") {
-            record.len() / 2
+            len / 2
         } else {
             record.len()
         };
@@ -211,7 +220,8 @@ impl LocalStore {
         failpoint("journal-written");
         file.sync_data().map_err(io)?;
         failpoint("journal-synced");
-        state.journal_id = file_id(&jpath)?;
+        state.journal_torn = false;
+        state.journal_id = journal_file_id(&jpath)?;
         Ok(state.revision)
     }
 

@@ -1,6 +1,6 @@
 //! Replaying the journal over the snapshot: record by record, checksums checked; a record cut
 //! short at the end is a commit that never returned (ignored), anything else malformed is
-//! corruption.
+//! corruption. The zeros after the last record (room kept for the next ones) are not content.
 
 use std::ops::Range;
 use std::path::Path;
@@ -29,9 +29,14 @@ pub(super) fn replay(
     let mut at = 0;
     let mut valid = 0;
     let mut revision = state.revision;
+    // The zeros kept after the last record for the next ones are not part of the journal.
+    let content_end = content_end(&bytes);
     // The fields' pieces point into the journal: it is in the state while replaying.
-    state.journal = bytes.clone();
-    while at < bytes.len() {
+    state.journal = bytes[..content_end].to_vec();
+    while at < content_end {
+        if bytes[at] == 0 {
+            break; // a record whose first bytes never reached the disk: torn
+        }
         let header = text
             .as_bytes()
             .get(at..)
@@ -56,14 +61,14 @@ pub(super) fn replay(
         };
         let body_start = at + nl + 1;
         let body_end = body_start.saturating_add(len);
-        if body_end > bytes.len() {
+        if body_end > content_end {
             break; // a body cut short: torn
         }
         let Some(sum_ok) = checksum_matches(sum, &bytes[body_start..body_end]) else {
             return Err(corrupt(at, "not a journal record"));
         };
         if !sum_ok {
-            if body_end == bytes.len() {
+            if body_end == content_end {
                 break; // the last record, damaged by the crash that cut it: torn
             }
             return Err(corrupt(at, "checksum mismatch"));
@@ -151,5 +156,49 @@ pub(super) fn replay(
     bytes.truncate(valid);
     state.revision = revision;
     state.journal = bytes;
+    state.journal_torn = content_end > valid;
     Ok(())
+}
+
+/// Where the journal's content ends: past its last byte that is not zero.
+fn content_end(bytes: &[u8]) -> usize {
+    const WORD: usize = 16;
+    let mut end = bytes.len();
+    // Word by word through the zeros (up to `JOURNAL_ROOM` of them), then byte by byte.
+    while end >= WORD {
+        let word: [u8; WORD] = bytes[end - WORD..end].try_into().unwrap_or([1; WORD]);
+        if u128::from_ne_bytes(word) != 0 {
+            break;
+        }
+        end -= WORD;
+    }
+    while end > 0 && bytes[end - 1] == 0 {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_end;
+
+    #[test]
+    fn content_ends_after_the_last_byte_that_is_not_zero() {
+        for (bytes, end) in [
+            (&b""[..], 0),
+            (b"\0\0\0", 0),
+            (b"#1\n", 3),
+            (b"#1\n\0", 3),
+            (b"a\0b\0\0", 3),
+        ] {
+            assert_eq!(content_end(bytes), end, "{bytes:?}");
+        }
+        for zeros in [0, 1, 15, 16, 17, 31, 32, 33, 1000] {
+            for lead in [0, 1, 5, 16, 17] {
+                let mut v = vec![b'x'; lead];
+                v.extend(std::iter::repeat_n(0u8, zeros));
+                assert_eq!(content_end(&v), lead, "{lead} then {zeros} zeros");
+            }
+        }
+    }
 }
