@@ -556,6 +556,7 @@ impl PoolIndex {
 
     /// Sets what `addr` holds (`None`: frees it) and returns what it held: the one primitive
     /// every change goes through, keeping the sets and maps consistent. O(log n).
+    #[inline(always)]
     pub fn set(&mut self, addr: IpAddr, new: Option<Held>) -> Option<Held> {
         if self.encoded.is_some() {
             if self.dirty.len() > MAX_DIRTY + self.records.len() {

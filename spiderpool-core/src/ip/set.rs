@@ -112,6 +112,9 @@ impl IpSet {
 
     /// Whether `addr` is in the set.
     pub fn contains(&self, addr: IpAddr) -> bool {
+        if self.is_empty() {
+            return false;
+        }
         match self.offset(addr) {
             Some(off) => self.contains_offset(off),
             None => false,
@@ -339,6 +342,9 @@ impl IpSet {
     /// The lowest address, found by a lookup of the first chunk and its first container
     /// (where [`IpSet::first`] builds a run iterator).
     pub fn min(&self) -> Option<IpAddr> {
+        if self.is_empty() {
+            return None;
+        }
         let off = match self.next_chunk(0)? {
             (k, Chunk::Full) => k << CHUNK_BITS,
             (k, Chunk::Part(m)) => (k << CHUNK_BITS) | u128::from(m.min()?),
