@@ -38,6 +38,9 @@ pub const HELLO: &str = "spiderpool-rs-agent/1";
 /// Largest message accepted either way (a netconf, escaped, plus the environment; a reply).
 const MAX_MESSAGE_BYTES: u64 = 4 * MAX_NETCONF_BYTES as u64;
 
+/// How long the agent waits for a connected plugin's request.
+const REQUEST_READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long the agent may block writing a reply to a plugin that does not read it.
 const REPLY_WRITE_LIMIT: Duration = Duration::from_secs(1);
 
@@ -243,7 +246,7 @@ async fn answer(stream: tokio::net::UnixStream, engines: &Engines) -> Result<(),
     let mut stream = tokio::io::BufReader::new(stream);
     let mut hello = String::new();
     let mut body = String::new();
-    {
+    let read = async {
         let mut limited = (&mut stream).take(MAX_MESSAGE_BYTES);
         limited
             .read_line(&mut hello)
@@ -258,8 +261,12 @@ async fn answer(stream: tokio::net::UnixStream, engines: &Engines) -> Result<(),
         limited
             .read_line(&mut body)
             .await
-            .map_err(|e| e.to_string())?;
-    }
+            .map_err(|e| e.to_string())
+    };
+    // A client that connects and sends nothing is dropped, not waited for.
+    tokio::time::timeout(REQUEST_READ_LIMIT, read)
+        .await
+        .map_err(|_| format!("no request within {} s", REQUEST_READ_LIMIT.as_secs()))??;
     let reply = match serde_json::from_str::<Request>(&body) {
         Ok(req) => {
             let env = CniEnv {

@@ -295,3 +295,18 @@ fn plugin_processes_use_an_agent_process_and_survive_its_death() {
         "what the agent recorded holds"
     );
 }
+
+#[test]
+fn a_client_that_sends_nothing_does_not_hold_up_the_others() {
+    let lab = Lab::new();
+    start_agent(&lab.socket(), Arc::new(Engines::kept()));
+    let silent = std::os::unix::net::UnixStream::connect(lab.socket()).unwrap();
+    let half = std::os::unix::net::UnixStream::connect(lab.socket()).unwrap();
+    (&half).write_all(HELLO.as_bytes()).unwrap();
+    let conf = lab.conf(Some(&lab.socket()));
+    assert_eq!(
+        address(&run(&env("ADD", "c1"), &conf, "node-1")),
+        "10.98.0.10/24"
+    );
+    drop((silent, half));
+}
