@@ -134,9 +134,11 @@ pub async fn run_with(env: &CniEnv, stdin: &[u8], node: &str, engines: &Engines)
                     millis: limit.as_millis(),
                 })
             });
-        if out.is_err() {
-            // Whatever went wrong, the next invocation opens the store afresh.
-            engines.forget(&conf);
+        if let Err(e) = &out {
+            if store_trouble(e) {
+                // The next invocation opens the store afresh.
+                engines.forget(&conf);
+            }
         }
         out
     }
@@ -155,7 +157,18 @@ pub async fn run_with(env: &CniEnv, stdin: &[u8], node: &str, engines: &Engines)
     }
 }
 
-/// Most stores an agent keeps open at once (more are opened per call, then dropped).
+/// Whether `e` may come from the store or the connection to it (rather than from the request
+/// or the pools' contents: no free address, a bad annotation, …).
+fn store_trouble(e: &Error) -> bool {
+    use crate::error::code;
+    matches!(
+        e.code(),
+        code::TRY_AGAIN | code::STORE_FAILED | code::NOT_AVAILABLE | code::INTERNAL
+    )
+}
+
+/// Most stores an agent keeps open at once (naming one more drops those kept, which are then
+/// opened again as they are named).
 const MAX_KEPT_ENGINES: usize = 16;
 
 /// Where the commands get their engine (a store and the decoded pools it keeps between

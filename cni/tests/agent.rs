@@ -310,3 +310,29 @@ fn a_client_that_sends_nothing_does_not_hold_up_the_others() {
     );
     drop((silent, half));
 }
+
+#[test]
+fn the_agent_keeps_its_store_after_a_refusal_and_drops_it_after_store_trouble() {
+    let lab = Lab::new();
+    let engines = Arc::new(Engines::kept());
+    start_agent(&lab.socket(), Arc::clone(&engines));
+    let conf = lab.conf(Some(&lab.socket()));
+    for i in 0..10 {
+        address(&run(&env("ADD", &format!("c{i}")), &conf, "node-1"));
+    }
+    // The pool is full: a refusal about the request, not the store.
+    let full = run(&env("ADD", "c10"), &conf, "node-1");
+    assert_eq!(full.exit_code, 1, "{full:?}");
+    assert_eq!(engines.kept_count(), 1, "kept after a refusal");
+    // A store that cannot be read: dropped, and opened afresh next time.
+    let journal = lab.dir.path().join("store/store.journal");
+    let good = std::fs::read(&journal).unwrap();
+    std::fs::write(&journal, b"garbage\n").unwrap();
+    let broken = run(&env("DEL", "c1"), &conf, "node-1");
+    assert_eq!(broken.exit_code, 1, "{broken:?}");
+    assert!(broken.stdout.contains("store.journal"), "{broken:?}");
+    assert_eq!(engines.kept_count(), 0, "dropped after store trouble");
+    std::fs::write(&journal, good).unwrap();
+    assert_eq!(run(&env("DEL", "c1"), &conf, "node-1").exit_code, 0);
+    assert_eq!(engines.kept_count(), 1);
+}
