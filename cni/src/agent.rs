@@ -18,6 +18,12 @@
 //! JSON ([`Request`]: the `CNI_*` environment, the node name and the netconf), and the agent
 //! answers [`HELLO`], a newline and one line of JSON (the [`Reply`]). The socket is created
 //! `0600`: only the agent's user (root, like the container runtime) may connect.
+//!
+//! What is kept, per store: a local or etcd store with its engine (one per location and lock
+//! timeout); in the Kubernetes mode the API server's client (one per kubeconfig and request
+//! timeout: its connections are reused). Whatever failed because of the store or the API
+//! server (try again later, store failures, API errors such as expired credentials) is
+//! dropped, and opened again from the netconf by the next command.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

@@ -505,9 +505,10 @@ pub(crate) async fn add(
     env: &CniEnv,
     conf: &NetConf,
     host_node: &str,
+    engines: &crate::plugin::Engines,
 ) -> Result<Vec<IPAllocationDetail>, Error> {
     let (namespace, name, cni_uid) = pod_args(env)?;
-    let cluster = Cluster::connect(conf).await?;
+    let cluster = engines.cluster(conf).await?;
     let ctx = cluster
         .pod_context(&namespace, &name, cni_uid.as_deref(), host_node)
         .await?;
@@ -566,9 +567,13 @@ pub(crate) async fn add(
 }
 
 /// DEL in the Kubernetes mode. Idempotent: a pod or allocation that is gone is a success.
-pub(crate) async fn del(env: &CniEnv, conf: &NetConf) -> Result<(), Error> {
+pub(crate) async fn del(
+    env: &CniEnv,
+    conf: &NetConf,
+    engines: &crate::plugin::Engines,
+) -> Result<(), Error> {
     let (namespace, name, cni_uid) = pod_args(env)?;
-    let cluster = Cluster::connect(conf).await?;
+    let cluster = engines.cluster(conf).await?;
     let pod = cluster.pod(&namespace, &name).await?;
     let same_pod = pod
         .as_ref()

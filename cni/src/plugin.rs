@@ -175,7 +175,15 @@ const MAX_KEPT_ENGINES: usize = 16;
 /// decisions): opened for each invocation (the plugin process), or kept across invocations
 /// (the agent), one per store location and lock timeout.
 pub struct Engines {
-    kept: Option<Mutex<HashMap<String, Arc<Ipam<AnyStore>>>>>,
+    kept: Option<Mutex<Kept>>,
+}
+
+/// What an agent keeps, by [`Engines::key`].
+#[derive(Default)]
+struct Kept {
+    engines: HashMap<String, Arc<Ipam<AnyStore>>>,
+    /// Kubernetes mode: the API server's client (its connections are reused).
+    clusters: HashMap<String, crate::kube::Cluster>,
 }
 
 impl Engines {
@@ -187,39 +195,72 @@ impl Engines {
     /// Engines kept across invocations.
     pub fn kept() -> Self {
         Engines {
-            kept: Some(Mutex::new(HashMap::new())),
+            kept: Some(Mutex::new(Kept::default())),
         }
     }
 
-    /// How many stores are kept open.
+    /// How many stores (engines, and Kubernetes clients) are kept open.
     pub fn kept_count(&self) -> usize {
-        self.kept.as_ref().map_or(0, |k| lock(k).len())
+        self.kept.as_ref().map_or(0, |k| {
+            let k = lock(k);
+            k.engines.len() + k.clusters.len()
+        })
     }
 
+    /// What tells stores apart: the location and lock timeout, or in the Kubernetes mode the
+    /// kubeconfig and request timeout.
     fn key(conf: &NetConf) -> String {
-        format!("{}\0{:?}", conf.store(), conf.ipam.lock_timeout_ms)
+        if conf.is_kube() {
+            format!(
+                "kube\0{}\0{:?}",
+                conf.kubeconfig(),
+                conf.ipam.kube_timeout_ms
+            )
+        } else {
+            format!("{}\0{:?}", conf.store(), conf.ipam.lock_timeout_ms)
+        }
     }
 
-    /// The engine for the store `conf` names (not the Kubernetes mode, which has its own).
+    /// The engine for the store `conf` names.
     async fn engine(&self, conf: &NetConf, container: &str) -> Result<Arc<Ipam<AnyStore>>, Error> {
         let Some(kept) = &self.kept else {
             return Ok(Arc::new(engine(conf.open_store().await?, container)));
         };
         let key = Self::key(conf);
-        if let Some(e) = lock(kept).get(&key) {
+        if let Some(e) = lock(kept).engines.get(&key) {
             return Ok(Arc::clone(e));
         }
         let fresh = Arc::new(engine(conf.open_store().await?, &key));
         let mut kept = lock(kept);
-        if kept.len() >= MAX_KEPT_ENGINES {
-            kept.clear();
+        if kept.engines.len() >= MAX_KEPT_ENGINES {
+            kept.engines.clear();
         }
-        Ok(Arc::clone(kept.entry(key).or_insert(fresh)))
+        Ok(Arc::clone(kept.engines.entry(key).or_insert(fresh)))
+    }
+
+    /// Kubernetes mode: the API server `conf` names.
+    pub(crate) async fn cluster(&self, conf: &NetConf) -> Result<crate::kube::Cluster, Error> {
+        let Some(kept) = &self.kept else {
+            return crate::kube::Cluster::connect(conf).await;
+        };
+        let key = Self::key(conf);
+        if let Some(c) = lock(kept).clusters.get(&key) {
+            return Ok(c.clone());
+        }
+        let fresh = crate::kube::Cluster::connect(conf).await?;
+        let mut kept = lock(kept);
+        if kept.clusters.len() >= MAX_KEPT_ENGINES {
+            kept.clusters.clear();
+        }
+        Ok(kept.clusters.entry(key).or_insert(fresh).clone())
     }
 
     fn forget(&self, conf: &NetConf) {
         if let Some(kept) = &self.kept {
-            lock(kept).remove(&Self::key(conf));
+            let key = Self::key(conf);
+            let mut kept = lock(kept);
+            kept.engines.remove(&key);
+            kept.clusters.remove(&key);
         }
     }
 }
@@ -338,7 +379,7 @@ pub(crate) fn pod_ref(env: &CniEnv) -> Result<PodRef, Error> {
 async fn add(env: &CniEnv, conf: &NetConf, node: &str, engines: &Engines) -> Result<Value, Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS"])?;
     let nics = if conf.is_kube() {
-        crate::kube::add(env, conf, node).await?
+        crate::kube::add(env, conf, node, engines).await?
     } else {
         add_local(env, conf, node, engines).await?
     };
@@ -394,7 +435,7 @@ async fn add_local(
 async fn del(env: &CniEnv, conf: &NetConf, engines: &Engines) -> Result<(), Error> {
     env.require(&["CNI_CONTAINERID", "CNI_IFNAME"])?;
     if conf.is_kube() {
-        return crate::kube::del(env, conf).await;
+        return crate::kube::del(env, conf, engines).await;
     }
     if crate::store::is_missing_local(conf.store()) {
         // Nothing was ever stored there: nothing to release.

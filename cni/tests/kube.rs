@@ -520,3 +520,68 @@ async fn gc_judges_only_this_nodes_attachments() {
     );
     assert!(lab.endpoint("app", "here").await.is_none());
 }
+
+/// Starts `spiderpoolctl agent` on `socket`; it is killed when the guard drops.
+fn start_agent(socket: &std::path::Path) -> AgentGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_spiderpoolctl"))
+        .args(["agent", "--socket"])
+        .arg(socket)
+        .env_remove("KUBECONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the agent never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    AgentGuard(child)
+}
+
+struct AgentGuard(std::process::Child);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_agent_each_cluster_is_its_own() {
+    let one = Lab::new().await;
+    let two = Lab::new().await;
+    put_pool(
+        &one.store,
+        "p",
+        "subnet: 10.5.0.0/24\nips: [10.5.0.10-10.5.0.12]",
+    )
+    .await;
+    one.namespace_with_default_pool("default", "p");
+    let uid = one.pod("default", "solo", None);
+    let socket = one.dir.path().join("agent.sock");
+    let _agent = start_agent(&socket);
+    let with_agent = |lab: &Lab| {
+        lab.conf(json!({"ipam_unix_socket_path": socket, "default_ipv4_ippool": ["p"]}))
+    };
+    let ip = cni("ADD", &with_agent(&one), "default", "solo", Some(&uid))
+        .await
+        .ip();
+    assert_eq!(one.allocated("p").await.get(&ip), Some(&uid));
+    assert_eq!(cni("STATUS", &with_agent(&one), "", "", None).await.exit, 0);
+    // The second cluster has no pool p: the agent must not answer from the first one's store.
+    let status = cni("STATUS", &with_agent(&two), "", "", None).await;
+    assert_eq!(status.code(), 50, "{}", status.out);
+    // The pod is gone: DEL through the agent frees its address.
+    one.remove("v1", "Pod", "default", "solo");
+    assert_eq!(
+        cni("DEL", &with_agent(&one), "default", "solo", Some(&uid))
+            .await
+            .exit,
+        0
+    );
+    assert!(one.allocated("p").await.is_empty());
+}
