@@ -73,14 +73,6 @@ pub struct Request {
     pub netconf: String,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReply {
-    stdout: String,
-    exit_code: i32,
-    stderr: String,
-}
-
 /// Hands the invocation to the agent the netconf names, if one listens: `None` when the
 /// netconf names no socket, is not valid (this process then reports it) or nothing listens
 /// there. A reply that cannot be had from a listening agent is an error reply naming the
@@ -166,13 +158,7 @@ fn exchange(mut stream: UnixStream, request: &Request, wait: Duration) -> Result
     reader
         .read_line(&mut body)
         .map_err(|e| format!("reading the reply: {e}"))?;
-    let reply: WireReply =
-        serde_json::from_str(&body).map_err(|e| format!("a reply that does not decode: {e}"))?;
-    Ok(Reply {
-        stdout: reply.stdout,
-        exit_code: reply.exit_code,
-        stderr: reply.stderr,
-    })
+    serde_json::from_str(&body).map_err(|e| format!("a reply that does not decode: {e}"))
 }
 
 /// Binds the agent's socket at `path`: a socket file left there by an agent that stopped is
@@ -295,13 +281,8 @@ async fn answer(stream: tokio::net::UnixStream, engines: &Engines) -> Result<(),
             }
         }
     };
-    let wire = WireReply {
-        stdout: reply.stdout,
-        exit_code: reply.exit_code,
-        stderr: reply.stderr,
-    };
     let mut out = format!("{HELLO}\n");
-    out.push_str(&serde_json::to_string(&wire).map_err(|e| e.to_string())?);
+    out.push_str(&serde_json::to_string(&reply).map_err(|e| e.to_string())?);
     out.push('\n');
     // The reply is written at once, blocking: an asynchronous write of a fresh connection
     // waits for the runtime to learn that the socket is writable (~0.2 ms measured), and the

@@ -22,8 +22,9 @@ use crate::netconf::{CniEnv, NetConf, SUPPORTED_VERSIONS};
 use crate::store::AnyStore;
 use crate::Error;
 
-/// What the plugin prints and how it exits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the plugin prints and how it exits (also what the agent sends back, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Reply {
     /// JSON for stdout (empty for a successful DEL or GC).
     pub stdout: String,
