@@ -455,6 +455,7 @@ impl PoolIndex {
 
     /// The address Spiderpool hands out next: the lowest of `free − reserved`. Work: one
     /// lookup, plus one per run of reserved addresses skipped.
+    #[inline(always)]
     pub fn lowest_free(&self, reserved: &IpSet) -> Option<IpAddr> {
         let first = match self.free.min() {
             Some(a) => a,
@@ -500,6 +501,7 @@ impl PoolIndex {
 
     /// The free, unreserved address `skip` places after the lowest one (the highest one when
     /// there are fewer). Work: one lookup per address skipped.
+    #[inline(always)]
     pub fn nth_free(&self, reserved: &IpSet, skip: u64) -> Option<IpAddr> {
         let mut found = self.lowest_free(reserved)?;
         for _ in 0..skip {
