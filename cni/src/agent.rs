@@ -57,16 +57,9 @@ const REPLY_MARGIN: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
-    /// `CNI_COMMAND`.
-    pub command: String,
-    /// `CNI_CONTAINERID`.
-    pub container_id: String,
-    /// `CNI_NETNS`.
-    pub netns: String,
-    /// `CNI_IFNAME`.
-    pub ifname: String,
-    /// `CNI_ARGS`, parsed.
-    pub args: std::collections::BTreeMap<String, String>,
+    /// The `CNI_*` environment.
+    #[serde(flatten)]
+    pub env: CniEnv,
     /// The plugin's host.
     pub node: String,
     /// The netconf the plugin read on stdin.
@@ -98,11 +91,7 @@ pub fn forward(env: &CniEnv, stdin: &[u8], node: &str) -> Option<Reply> {
         Err(e) => return Some(unavailable(&conf, socket, &e.to_string())),
     };
     let request = Request {
-        command: env.command.clone(),
-        container_id: env.container_id.clone(),
-        netns: env.netns.clone(),
-        ifname: env.ifname.clone(),
-        args: env.args.clone(),
+        env: env.clone(),
         node: node.to_string(),
         netconf: netconf.to_string(),
     };
@@ -122,11 +111,7 @@ fn unavailable(conf: &NetConf, socket: &str, reason: &str) -> Reply {
     } else {
         &conf.cni_version
     };
-    Reply {
-        stdout: e.to_reply(version).to_string(),
-        exit_code: 1,
-        stderr: String::new(),
-    }
+    Reply::error(version, &e)
 }
 
 fn exchange(mut stream: UnixStream, request: &Request, wait: Duration) -> Result<Reply, String> {
@@ -261,25 +246,14 @@ async fn answer(stream: tokio::net::UnixStream, engines: &Engines) -> Result<(),
         .map_err(|_| format!("no request within {} s", REQUEST_READ_LIMIT.as_secs()))??;
     let reply = match serde_json::from_str::<Request>(&body) {
         Ok(req) => {
-            let env = CniEnv {
-                command: req.command,
-                container_id: req.container_id,
-                netns: req.netns,
-                ifname: req.ifname,
-                args: req.args,
-            };
-            crate::plugin::run_with(&env, req.netconf.as_bytes(), &req.node, engines).await
+            crate::plugin::run_with(&req.env, req.netconf.as_bytes(), &req.node, engines).await
         }
-        Err(e) => {
-            let e = Error::InvalidNetconf {
+        Err(e) => Reply::error(
+            "1.1.0",
+            &Error::InvalidNetconf {
                 reason: format!("the agent could not decode the request: {e}"),
-            };
-            Reply {
-                stdout: e.to_reply("1.1.0").to_string(),
-                exit_code: 1,
-                stderr: String::new(),
-            }
-        }
+            },
+        ),
     };
     let mut out = format!("{HELLO}\n");
     out.push_str(&serde_json::to_string(&reply).map_err(|e| e.to_string())?);

@@ -324,8 +324,9 @@ fn check_store(store: &str) -> Result<(), Error> {
     })
 }
 
-/// The `CNI_*` environment of one invocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `CNI_*` environment of one invocation (also how the plugin hands it to the agent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CniEnv {
     /// `CNI_COMMAND`.
     pub command: String,

@@ -34,6 +34,17 @@ pub struct Reply {
     pub stderr: String,
 }
 
+impl Reply {
+    /// The reply for a failed command: `e`'s CNI error object in `version`, exit code 1.
+    pub fn error(version: &str, e: &Error) -> Self {
+        Reply {
+            stdout: e.to_reply(version).to_string(),
+            exit_code: 1,
+            stderr: String::new(),
+        }
+    }
+}
+
 /// Set by the plugin binary, which exits as soon as it has replied.
 static EXITS_AFTER_REPLY: AtomicBool = AtomicBool::new(false);
 
@@ -224,36 +235,42 @@ impl Engines {
 
     /// The engine for the store `conf` names.
     async fn engine(&self, conf: &NetConf, container: &str) -> Result<Arc<Ipam<AnyStore>>, Error> {
-        let Some(kept) = &self.kept else {
-            return Ok(Arc::new(engine(conf.open_store().await?, container)));
+        // The retry jitter's seed: the container in a plugin process, the store in an agent.
+        let seed = match self.kept {
+            Some(_) => Self::key(conf),
+            None => container.to_string(),
         };
-        let key = Self::key(conf);
-        if let Some(e) = lock(kept).engines.get(&key) {
-            return Ok(Arc::clone(e));
-        }
-        let fresh = Arc::new(engine(conf.open_store().await?, &key));
-        let mut kept = lock(kept);
-        if kept.engines.len() >= MAX_KEPT_ENGINES {
-            kept.engines.clear();
-        }
-        Ok(Arc::clone(kept.engines.entry(key).or_insert(fresh)))
+        let open = async { Ok(Arc::new(engine(conf.open_store().await?, &seed))) };
+        self.kept_or_open(conf, |k| &mut k.engines, open).await
     }
 
     /// Kubernetes mode: the API server `conf` names.
     pub(crate) async fn cluster(&self, conf: &NetConf) -> Result<crate::kube::Cluster, Error> {
+        let open = crate::kube::Cluster::connect(conf);
+        self.kept_or_open(conf, |k| &mut k.clusters, open).await
+    }
+
+    /// What `pick` keeps under `conf`'s key, or what `open` gives (kept, in an agent).
+    async fn kept_or_open<T: Clone>(
+        &self,
+        conf: &NetConf,
+        pick: fn(&mut Kept) -> &mut HashMap<String, T>,
+        open: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let Some(kept) = &self.kept else {
-            return crate::kube::Cluster::connect(conf).await;
+            return open.await;
         };
         let key = Self::key(conf);
-        if let Some(c) = lock(kept).clusters.get(&key) {
-            return Ok(c.clone());
+        if let Some(v) = pick(&mut lock(kept)).get(&key) {
+            return Ok(v.clone());
         }
-        let fresh = crate::kube::Cluster::connect(conf).await?;
+        let fresh = open.await?;
         let mut kept = lock(kept);
-        if kept.clusters.len() >= MAX_KEPT_ENGINES {
-            kept.clusters.clear();
+        let map = pick(&mut kept);
+        if map.len() >= MAX_KEPT_ENGINES {
+            map.clear();
         }
-        Ok(kept.clusters.entry(key).or_insert(fresh).clone())
+        Ok(map.entry(key).or_insert(fresh).clone())
     }
 
     fn forget(&self, conf: &NetConf) {
@@ -347,11 +364,7 @@ fn ok(v: Value) -> Reply {
 }
 
 fn fail(version: &str, e: &Error) -> Reply {
-    Reply {
-        stdout: e.to_reply(version).to_string(),
-        exit_code: 1,
-        stderr: String::new(),
-    }
+    Reply::error(version, e)
 }
 
 /// The pod behind the attachment: `K8S_POD_*` from `CNI_ARGS`, or, for a runtime without

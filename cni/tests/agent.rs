@@ -204,12 +204,12 @@ fn the_plugin_sends_the_whole_invocation_and_prints_the_agents_reply() {
     let lines = fake.join().unwrap();
     assert_eq!(lines[0].trim_end(), HELLO);
     let req: Request = serde_json::from_str(&lines[1]).unwrap();
-    assert_eq!(req.command, "ADD");
-    assert_eq!(req.container_id, "c9");
-    assert_eq!(req.ifname, "eth0");
-    assert_eq!(req.netns, "/var/run/netns/t");
+    assert_eq!(req.env.command, "ADD");
+    assert_eq!(req.env.container_id, "c9");
+    assert_eq!(req.env.ifname, "eth0");
+    assert_eq!(req.env.netns, "/var/run/netns/t");
     assert_eq!(
-        req.args.get("K8S_POD_NAME").map(String::as_str),
+        req.env.args.get("K8S_POD_NAME").map(String::as_str),
         Some("pod-c9")
     );
     assert_eq!(req.node, "node-7");

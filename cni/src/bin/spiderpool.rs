@@ -2,6 +2,7 @@
 use std::io::{Read, Write};
 
 use spiderpool_cni::netconf::{CniEnv, MAX_NETCONF_BYTES};
+use spiderpool_cni::plugin::Reply;
 
 fn main() {
     spiderpool_cni::plugin::exit_after_reply();
@@ -12,21 +13,13 @@ fn main() {
         .read_to_end(&mut stdin);
     let reply = match (env, read) {
         (Ok(env), Ok(_)) => spiderpool_cni::plugin::run(&env, &stdin, &node_name()),
-        (Err(e), _) => spiderpool_cni::plugin::Reply {
-            stdout: e.to_reply("1.1.0").to_string(),
-            exit_code: 1,
-            stderr: String::new(),
-        },
-        (_, Err(e)) => {
-            let e = spiderpool_cni::Error::InvalidNetconf {
+        (Err(e), _) => Reply::error("1.1.0", &e),
+        (_, Err(e)) => Reply::error(
+            "1.1.0",
+            &spiderpool_cni::Error::InvalidNetconf {
                 reason: format!("reading stdin: {e}"),
-            };
-            spiderpool_cni::plugin::Reply {
-                stdout: e.to_reply("1.1.0").to_string(),
-                exit_code: 1,
-                stderr: String::new(),
-            }
-        }
+            },
+        ),
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(reply.stdout.as_bytes());
