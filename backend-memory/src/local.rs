@@ -31,12 +31,13 @@
 //! its operations need them (one object by a binary search over the sorted lines, one kind
 //! as one run of lines: see `read.rs`), indexes the lines without decoding them and decodes
 //! only the objects it reads, so an allocation does not pay for the thousands of endpoints a
-//! full pool has. Within one process the state is kept between
-//! operations and read again only when the files changed (checked under the lock: the files'
-//! identity, size and time, and whether a byte other than zero follows the journal's records). The older
-//! single-document format (`…/v1`) is still read; the first commit rewrites it as a v2
-//! snapshot. Files are created `0600`, the directory `0700`; a directory writable by others,
-//! or a store path that is not a directory, is refused.
+//! full pool has. Within one process the state is kept between operations and read again
+//! only when the files changed (checked under the lock: the files' identity, size and time,
+//! and whether a byte other than zero follows the journal's records; the journal read is held
+//! open, so that this check and the next record need no new `open`). The older single-document
+//! format (`…/v1`) is still read; the first commit rewrites it as a v2 snapshot. Files are
+//! created `0600`, the directory `0700`; a directory writable by others, or a store path that
+//! is not a directory, is refused.
 //!
 //! Built with the `failpoints` feature (tests only), every write step is named (see
 //! [`FAILPOINT_STEPS`]) and the process dies like `kill -9` at the step the environment
@@ -170,26 +171,57 @@ fn journal_size(file: &File) -> std::io::Result<u64> {
     }
 }
 
-/// The whole journal, read without asking for its times (`fs::read` asks for them to size
-/// its buffer; see [`journal_file_id`]).
-fn read_journal(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = File::open(path)?;
-    let mut buf = vec![0; usize::try_from(journal_size(&file)?).unwrap_or(0)];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len + (len / 2).max(4096), 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The journal as an operation holds it: open for reading, and for writing when the process
+/// may (a reader without write permission gets it read-only, and a commit opens it anew).
+struct JournalFile {
+    file: File,
+    writable: bool,
+}
+
+impl JournalFile {
+    /// Opens the journal for reading and, when allowed, writing.
+    fn open(path: &Path) -> std::io::Result<Self> {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => Ok(JournalFile {
+                file,
+                writable: true,
+            }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                Ok(JournalFile {
+                    file: File::open(path)?,
+                    writable: false,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
-    buf.truncate(len);
-    Ok(buf)
+
+    /// The whole journal, read without asking for its times (`fs::read` asks for them to
+    /// size its buffer; see [`journal_file_id`]).
+    fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = vec![0; usize::try_from(journal_size(&self.file)?).unwrap_or(0)];
+        let mut len = 0;
+        let mut file = &self.file;
+        loop {
+            if len == buf.len() {
+                buf.resize(len + (len / 2).max(4096), 0);
+            }
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(len);
+        Ok(buf)
+    }
 }
 
 /// An object written out: encoded key, revision, JSON, extra.
@@ -226,6 +258,10 @@ struct State {
     /// cached (two folds by other processes within one tick of the (coarse) file clock could
     /// otherwise leave a new snapshot with this one's inode, size and time).
     snapshot_file: Option<File>,
+    /// The journal file this state was read from (or last wrote), held open for the same
+    /// reason: later operations look for records past the state's through it (one `pread`)
+    /// and write theirs through it, without opening the file again.
+    journal_file: Option<JournalFile>,
     /// The store revision: incremented by every write.
     revision: u64,
     /// The snapshot file (or a v1 file converted to lines: `legacy`), and its object lines
@@ -252,6 +288,7 @@ impl State {
             snapshot_id,
             journal_id,
             snapshot_file: None,
+            journal_file: None,
             revision: 0,
             base: Vec::new(),
             lines: Vec::new(),
@@ -439,7 +476,7 @@ impl LocalStore {
         let journal_id = journal_file_id(&self.dir.join(JOURNAL))?;
         let fresh = match &*cache {
             Some(s) if s.snapshot_id == snapshot_id && s.journal_id == journal_id => {
-                journal_id.is_none() || !self.journal_grew(s.journal.len())?
+                journal_id.is_none() || !self.journal_grew(s)?
             }
             _ => false,
         };
@@ -465,20 +502,30 @@ impl LocalStore {
     /// Whether a record follows the first `valid` bytes of the journal. Records are written
     /// into zeros kept after the last one, so the file's size does not tell, nor does its
     /// (coarse) modification time when another process wrote within the same tick.
-    fn journal_grew(&self, valid: usize) -> Result<bool, Error> {
+    fn journal_grew(&self, state: &State) -> Result<bool, Error> {
         use std::os::unix::fs::FileExt;
         let path = self.dir.join(JOURNAL);
         let io = |source| Error::Io {
             path: path.clone(),
             source,
         };
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return Err(io(e)),
+        let opened;
+        let file = match &state.journal_file {
+            // The state's journal_id matched the file's: the one held is that file.
+            Some(held) => &held.file,
+            None => match File::open(&path) {
+                Ok(f) => {
+                    opened = f;
+                    &opened
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+                Err(e) => return Err(io(e)),
+            },
         };
         let mut byte = [0u8; 1];
-        let read = file.read_at(&mut byte, valid as u64).map_err(io)?;
+        let read = file
+            .read_at(&mut byte, state.journal.len() as u64)
+            .map_err(io)?;
         Ok(read == 1 && byte[0] != 0)
     }
 
@@ -523,9 +570,10 @@ impl LocalStore {
             Err(source) => return Err(Error::Io { path, source }),
         }
         let jpath = self.dir.join(JOURNAL);
-        match read_journal(&jpath) {
-            Ok(bytes) => {
+        match JournalFile::open(&jpath).and_then(|j| Ok((j.read_all()?, j))) {
+            Ok((bytes, held)) => {
                 replay(&mut state, bytes, &jpath, &path)?;
+                state.journal_file = Some(held);
                 if state.journal_torn {
                     // A torn record at the end. Whoever cuts it off and writes a record may
                     // leave a file of the same inode, size and (coarse) time: this reading is

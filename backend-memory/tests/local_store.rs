@@ -309,6 +309,49 @@ fn a_journal_larger_than_the_snapshot_is_folded_into_it() {
     assert!(folded, "the journal was never folded into the snapshot");
 }
 
+#[test]
+fn a_process_holding_the_journal_sees_another_fold_it_and_write_on() {
+    // A store keeps the journal it read open and writes through it; another process folding
+    // the journal into a new snapshot (the journal emptied in place) and writing after that
+    // must be seen, and nothing of it overwritten by the first store's next record.
+    let dir = tempfile::tempdir().unwrap();
+    let a = LocalStore::open(dir.path().join("s")).unwrap();
+    let b = LocalStore::open(dir.path().join("s")).unwrap();
+    block_on_ready(a.create(Object::IpPool(pool("p", "subnet: 10.0.0.0/24")))).unwrap();
+    block_on_ready(a.create(Object::IpPool(pool("q", "subnet: 10.1.0.0/24")))).unwrap();
+    let key = Key::pool("p");
+    let journal = dir.path().join("s/store.journal");
+    let mut p = pool("p", "subnet: 10.0.0.0/24");
+    let mut folded = false;
+    for i in 0..6 {
+        p.status.allocated_ips = Some(format!("{i}").repeat(200_000));
+        let current = block_on_ready(b.get(&key)).unwrap().unwrap();
+        block_on_ready(b.update(Object::IpPool(p.clone()), &current.revision)).unwrap();
+        folded |= content(&journal).len() < 200_000;
+        if folded {
+            break;
+        }
+    }
+    assert!(folded, "the journal was never folded");
+    // One record after the fold, then the first store reads and writes.
+    block_on_ready(b.create(Object::IpPool(pool("r", "subnet: 10.2.0.0/24")))).unwrap();
+    let Object::IpPool(seen) = block_on_ready(a.get(&key)).unwrap().unwrap().object else {
+        panic!("not a pool")
+    };
+    assert_eq!(seen.status.allocated_ips, p.status.allocated_ips);
+    assert!(block_on_ready(a.get(&Key::pool("r"))).unwrap().is_some());
+    let q = block_on_ready(a.get(&Key::pool("q"))).unwrap().unwrap();
+    block_on_ready(a.delete(&Key::pool("q"), &q.revision)).unwrap();
+    for reader in [&b, &LocalStore::open(dir.path().join("s")).unwrap()] {
+        let names: Vec<String> = block_on_ready(reader.list("SpiderIPPool"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.object.name().to_string())
+            .collect();
+        assert_eq!(names, ["p", "r"]);
+    }
+}
+
 /// A journal's records: the file without the zeros kept after them for the next.
 fn content(journal: &std::path::Path) -> Vec<u8> {
     let mut bytes = std::fs::read(journal).unwrap();

@@ -3,16 +3,16 @@
 //! rename, directory flush, journal emptied). Every step is a failpoint.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek as _, SeekFrom, Write as _};
+use std::io::Write as _;
 use std::ops::Range;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt};
 use std::path::Path;
 
 use super::codec::{checksum_field, encode_key, snapshot_body, split_object};
 use super::failpoint::failpoint;
 use super::{
-    cut, journal_file_id, journal_size, Entry, Flat, LocalStore, Src, State, DATA, FORMAT, JOURNAL,
-    JOURNAL_ROOM, MAX_RECORDS, MIN_COMPACT_BYTES, TEMP,
+    cut, journal_file_id, journal_size, Entry, Flat, JournalFile, LocalStore, Src, State, DATA,
+    FORMAT, JOURNAL, JOURNAL_ROOM, MAX_RECORDS, MIN_COMPACT_BYTES, TEMP,
 };
 use crate::Error;
 use spiderpool_core::store::Write;
@@ -180,21 +180,43 @@ impl LocalStore {
             path: jpath.clone(),
             source,
         };
-        let created = journal_file_id(&jpath)?.is_none();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&jpath)
-            .map_err(io)?;
-        if created {
-            failpoint("journal-created");
-            fsync_dir(&self.dir)?;
-        }
+        // The journal this state was read from or last wrote is held open, and the state's
+        // identity of it (size included) was checked under this lock: write through it. Else
+        // open it (creating it: its directory entry is flushed before any record counts).
+        let held = match state.journal_file.take() {
+            Some(j) if j.writable && state.journal_id.is_some() && !state.journal_torn => {
+                let size = state.journal_id.map_or(0, |id| id.2);
+                Some((j, size))
+            }
+            _ => None,
+        };
+        let (journal, mut size, opened) = match held {
+            Some((j, size)) => (j, size, false),
+            None => {
+                let created = journal_file_id(&jpath)?.is_none();
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&jpath)
+                    .map_err(io)?;
+                if created {
+                    failpoint("journal-created");
+                    fsync_dir(&self.dir)?;
+                }
+                let size = journal_size(&file).map_err(io)?;
+                let j = JournalFile {
+                    file,
+                    writable: true,
+                };
+                (j, size, true)
+            }
+        };
+        let file = &journal.file;
         // Cut off a record a crash left unfinished (its commit never returned), and anything
         // after it.
-        let mut size = journal_size(&file).map_err(io)?;
         if state.journal_torn || size < journal_len as u64 {
             file.set_len(journal_len as u64).map_err(io)?;
             failpoint("journal-tail-cut");
@@ -205,8 +227,8 @@ impl LocalStore {
         let len = record.len();
         if (journal_len + len) as u64 > size {
             record.resize(len + JOURNAL_ROOM, 0);
+            size = (journal_len + record.len()) as u64;
         }
-        file.seek(SeekFrom::Start(journal_len as u64)).map_err(io)?;
         failpoint("journal-before-write");
         // One write, or two in a `failpoints` build so that a test can die between them.
         let half = if cfg!(feature = "failpoints") {
@@ -214,14 +236,24 @@ impl LocalStore {
         } else {
             record.len()
         };
-        file.write_all(&record[..half]).map_err(io)?;
+        file.write_all_at(&record[..half], journal_len as u64)
+            .map_err(io)?;
         failpoint("journal-half-written");
-        file.write_all(&record[half..]).map_err(io)?;
+        file.write_all_at(&record[half..], (journal_len + half) as u64)
+            .map_err(io)?;
         failpoint("journal-written");
         file.sync_data().map_err(io)?;
         failpoint("journal-synced");
         state.journal_torn = false;
-        state.journal_id = journal_file_id(&jpath)?;
+        state.journal_id = if opened {
+            journal_file_id(&jpath)?
+        } else {
+            // The same file, grown (or not) by what was just written.
+            state
+                .journal_id
+                .map(|(dev, ino, _, _, _)| (dev, ino, size, 0, 0))
+        };
+        state.journal_file = Some(journal);
         Ok(state.revision)
     }
 
