@@ -178,6 +178,14 @@ fn with_nothing_listening_the_plugin_does_the_work_itself() {
 
 /// Serves one connection on `socket` with `answer`, returning what the plugin sent.
 fn fake_agent(socket: &Path, answer: &'static [u8]) -> std::thread::JoinHandle<Vec<String>> {
+    slow_fake_agent(socket, vec![(Duration::ZERO, answer)])
+}
+
+/// Serves one connection on `socket`: the answer's parts, each after its pause.
+fn slow_fake_agent(
+    socket: &Path,
+    parts: Vec<(Duration, &'static [u8])>,
+) -> std::thread::JoinHandle<Vec<String>> {
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     let listener = UnixListener::bind(socket).unwrap();
     std::thread::spawn(move || {
@@ -187,7 +195,10 @@ fn fake_agent(socket: &Path, answer: &'static [u8]) -> std::thread::JoinHandle<V
         for l in &mut lines {
             reader.read_line(l).unwrap();
         }
-        (&stream).write_all(answer).unwrap();
+        for (pause, part) in parts {
+            std::thread::sleep(pause);
+            (&stream).write_all(part).unwrap();
+        }
         lines
     })
 }
@@ -218,6 +229,32 @@ fn the_plugin_sends_the_whole_invocation_and_prints_the_agents_reply() {
     let store =
         std::fs::read_to_string(lab.dir.path().join("store/store.json")).unwrap_or_default();
     assert!(!store.contains("pod-c9"), "the plugin allocated too");
+}
+
+#[test]
+fn a_reply_that_comes_late_or_in_parts_is_read_whole() {
+    // The plugin polls for the reply for a moment, then sleeps on the socket: a reply after
+    // that, or one whose first part comes within it and the rest later, arrives whole.
+    let late = Duration::from_millis(30);
+    let cases: Vec<Vec<(Duration, &'static [u8])>> = vec![
+        vec![(
+            late,
+            b"spiderpool-rs-agent/1\n{\"stdout\":\"late\",\"exitCode\":0,\"stderr\":\"\"}\n",
+        )],
+        vec![
+            (Duration::ZERO, b"spiderpool-rs-agent/1\n{\"stdout\":\"in "),
+            (late, b"parts\",\"exitCode\":0,\"stderr\":\"\"}\n"),
+        ],
+    ];
+    for (parts, expected) in cases.into_iter().zip(["late", "in parts"]) {
+        let lab = Lab::new();
+        let conf = lab.conf(Some(&lab.socket()));
+        let fake = slow_fake_agent(&lab.socket(), parts);
+        let r = run(&env("ADD", "c3"), &conf, "node-3");
+        fake.join().unwrap();
+        assert_eq!(r.exit_code, 0, "{r:?}");
+        assert_eq!(r.stdout, expected);
+    }
 }
 
 #[test]
