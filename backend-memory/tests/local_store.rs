@@ -352,6 +352,66 @@ fn a_process_holding_the_journal_sees_another_fold_it_and_write_on() {
     }
 }
 
+#[test]
+fn what_a_process_reads_back_after_writing_is_what_any_process_decodes() {
+    // The writer keeps the objects of its last commit for its next read instead of decoding
+    // the stored text again: that must be exactly what another process decodes.
+    let dir = tempfile::tempdir().unwrap();
+    let a = LocalStore::open(dir.path().join("s")).unwrap();
+    // The first commit writes a snapshot; the ones after it are journaled (and kept).
+    block_on_ready(a.create(Object::IpPool(pool("first", "subnet: 10.9.0.0/24")))).unwrap();
+    let mut plain = pool("plain", "subnet: 10.0.0.0/24");
+    plain.status.allocated_ips =
+        Some(r#"{"10.0.0.5":{"pod":"ns/p","podUid":"u","interface":"eth0"}}"#.into());
+    plain.status.allocated_ip_count = Some(1);
+    let mut escaped = pool("escaped", "subnet: 10.1.0.0/24");
+    escaped.status.allocated_ips = Some("100%\ttab\r\nline".into());
+    let foreign = spiderpool_core::model::parse_documents(
+        "test",
+        "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: t}\nstatus: {allocatedIPs: \"x%y\", n: 1}\n",
+    )
+    .unwrap()
+    .remove(0)
+    .object;
+    let singles = [
+        Object::IpPool(plain),
+        Object::IpPool(escaped),
+        Object::IpPool(pool("empty", "subnet: 10.2.0.0/24")),
+        foreign,
+    ];
+    for object in singles {
+        let key = Key::of(&object);
+        block_on_ready(a.create(object)).unwrap();
+        let kept = block_on_ready(a.get(&key)).unwrap().unwrap();
+        let decoded = block_on_ready(LocalStore::open(dir.path().join("s")).unwrap().get(&key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, decoded, "{key}");
+        assert_eq!(
+            block_on_ready(a.get(&key)).unwrap().unwrap(),
+            decoded,
+            "{key}"
+        );
+    }
+    // Two objects of one commit, read back as a list.
+    let mut q = pool("q", "subnet: 10.3.0.0/24");
+    q.status.allocated_ips = Some("{}".into());
+    block_on_ready(a.commit(vec![
+        Write::Create(Object::IpPool(q)),
+        Write::Create(Object::IpPool(pool("r", "subnet: 10.4.0.0/24"))),
+    ]))
+    .unwrap();
+    let kept = block_on_ready(a.list("SpiderIPPool")).unwrap();
+    let decoded = block_on_ready(
+        LocalStore::open(dir.path().join("s"))
+            .unwrap()
+            .list("SpiderIPPool"),
+    )
+    .unwrap();
+    assert_eq!(kept, decoded);
+    assert_eq!(kept.len(), 6);
+}
+
 /// A journal's records: the file without the zeros kept after them for the next.
 fn content(journal: &std::path::Path) -> Vec<u8> {
     let mut bytes = std::fs::read(journal).unwrap();

@@ -15,13 +15,52 @@ use super::{Entry, Flat, Src};
 /// escaped (the one field that grows with a pool's allocations), `None` when absent. The
 /// field is stored after a marker byte `s` (see [`with_marker`]).
 pub(super) fn split_object(
-    mut object: Object,
+    object: Object,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), serde_json::Error> {
+    let (json, field, _) = split_object_keeping(object)?;
+    Ok((json, field.map(Field::into_bytes)))
+}
+
+/// A `status.allocatedIPs` as stored: the text itself when it has nothing to escape (kept as
+/// the string it was, so that the object can be put back together without a copy), else
+/// escaped.
+pub(super) enum Field {
+    Plain(String),
+    Escaped(Vec<u8>),
+}
+
+impl Field {
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Field::Plain(s) => s.as_bytes(),
+            Field::Escaped(b) => b,
+        }
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Field::Plain(s) => s.into_bytes(),
+            Field::Escaped(b) => b,
+        }
+    }
+}
+
+/// [`split_object`], also giving back the object: a pool without its `allocatedIPs` (see
+/// [`reassemble`]), any other object as it was.
+pub(super) fn split_object_keeping(
+    mut object: Object,
+) -> Result<(Vec<u8>, Option<Field>, Object), serde_json::Error> {
     // A pool's records are taken out before the object becomes JSON: the largest field is
     // then neither copied into the value nor escaped as a JSON string on the way.
     if let Object::IpPool(pool) = &mut object {
         if let Some(s) = pool.status.allocated_ips.take() {
-            let extra = escape(s);
+            let field = if needs_escape(&s) {
+                let mut out = Vec::new();
+                escape_into(&mut out, &s);
+                Field::Escaped(out)
+            } else {
+                Field::Plain(s)
+            };
             // As if the field were removed from the JSON: the status stays, if only `{}`.
             let mut value = object.to_value();
             if let Some(fields) = value.as_object_mut() {
@@ -29,21 +68,39 @@ pub(super) fn split_object(
                     .entry("status")
                     .or_insert_with(|| Value::Object(Default::default()));
             }
-            return Ok((serde_json::to_vec(&value)?, Some(extra)));
+            return Ok((serde_json::to_vec(&value)?, Some(field), object));
         }
     }
     let mut value = object.to_value();
     let mut extra = None;
     if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
         match status.remove("allocatedIPs") {
-            Some(Value::String(s)) => extra = Some(escape(s)),
+            Some(Value::String(s)) => extra = Some(Field::Escaped(escape(s))),
             Some(other) => {
                 status.insert("allocatedIPs".into(), other);
             }
             None => {}
         }
     }
-    Ok((serde_json::to_vec(&value)?, extra))
+    Ok((serde_json::to_vec(&value)?, extra, object))
+}
+
+/// The object [`split_object_keeping`] split, whole again: `None` when that would need a
+/// copy (a pool whose records had to be escaped).
+pub(super) fn reassemble(mut object: Object, field: Option<Field>) -> Option<Object> {
+    if let Object::IpPool(pool) = &mut object {
+        match field {
+            Some(Field::Plain(s)) => pool.status.allocated_ips = Some(s),
+            Some(Field::Escaped(_)) => return None,
+            None => {}
+        }
+    }
+    Some(object)
+}
+
+fn needs_escape(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    find3(b'\t', b'\n', b'\r', bytes).is_some() || find(b'%', bytes).is_some()
 }
 
 /// The stored form of an escaped `status.allocatedIPs`: the marker `s` and the text; empty
@@ -63,8 +120,7 @@ pub(super) fn with_marker(extra: Option<Vec<u8>>) -> Vec<u8> {
 /// `s` escaped as [`escape_into`] does; without a copy when nothing needs escaping (compact
 /// JSON has no TAB, CR or LF, and `%` only inside strings).
 fn escape(s: String) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    if find3(b'\t', b'\n', b'\r', bytes).is_none() && find(b'%', bytes).is_none() {
+    if !needs_escape(&s) {
         return s.into_bytes();
     }
     let mut out = Vec::new();

@@ -8,13 +8,16 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt};
 use std::path::Path;
 
-use super::codec::{checksum_field, encode_key, snapshot_body, split_object};
+use super::codec::{
+    checksum_field, encode_key, reassemble, snapshot_body, split_object_keeping, Field,
+};
 use super::failpoint::failpoint;
 use super::{
     cut, journal_file_id, journal_size, Entry, Flat, JournalFile, LocalStore, Src, State, DATA,
     FORMAT, JOURNAL, JOURNAL_ROOM, MAX_RECORDS, MIN_COMPACT_BYTES, TEMP,
 };
 use crate::Error;
+use spiderpool_core::model::Object;
 use spiderpool_core::store::Write;
 
 impl LocalStore {
@@ -28,6 +31,7 @@ impl LocalStore {
             store: self.dir.display().to_string(),
             reason: e.to_string(),
         };
+        state.written.clear();
         let mut keys = Vec::with_capacity(writes.len());
         for w in &writes {
             let key = w.key();
@@ -52,6 +56,8 @@ impl LocalStore {
         // The record's body, and per change where its parts are in the body.
         let mut body = Vec::new();
         let mut changes: Vec<(Vec<u8>, Option<BodyEntry>)> = Vec::with_capacity(writes.len());
+        // The objects written, to be kept for the next read (see `State::written`).
+        let mut given: Vec<(Vec<u8>, u64, Object, Option<Field>)> = Vec::new();
         for (i, (w, encoded)) in writes.into_iter().zip(keys).enumerate() {
             let rev = before + i as u64 + 1;
             let object = match w {
@@ -64,11 +70,14 @@ impl LocalStore {
                     continue;
                 }
             };
-            let (json, extra) =
-                split_object(crate::objects::with_revision(object, rev)).map_err(storage)?;
+            let (json, field, rest) =
+                split_object_keeping(crate::objects::with_revision(object, rev))
+                    .map_err(storage)?;
             // The field as stored: the marker and the escaped text (nothing when absent),
             // compared piece by piece with the stored one, never copied whole.
-            let new: Vec<&[u8]> = extra.as_deref().map_or_else(Vec::new, |t| vec![b"s", t]);
+            let new: Vec<&[u8]> = field
+                .as_ref()
+                .map_or_else(Vec::new, |f| vec![b"s", f.bytes()]);
             let new_len: usize = new.iter().map(|p| p.len()).sum();
             let old: Vec<&[u8]> = state
                 .lookup(&encoded)
@@ -103,6 +112,7 @@ impl LocalStore {
                 BodyExtra::Full(m..body.len())
             };
             body.push(b'\n');
+            given.push((encoded.clone(), rev, rest, field));
             changes.push((encoded, Some((rev, json_range, extra_part))));
         }
         let count = changes.len() as u64;
@@ -245,6 +255,10 @@ impl LocalStore {
         file.sync_data().map_err(io)?;
         failpoint("journal-synced");
         state.journal_torn = false;
+        state.written = given
+            .into_iter()
+            .filter_map(|(k, rev, rest, field)| reassemble(rest, field).map(|o| (k, rev, o)))
+            .collect();
         state.journal_id = if opened {
             journal_file_id(&jpath)?
         } else {
