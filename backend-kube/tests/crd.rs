@@ -2,8 +2,6 @@
 //! (the seed documents' included) valid against them.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use backend_kube::crd::{crds, crds_yaml};
 use serde_json::Value;
 use spiderpool_core::model::{parse_documents, Object};
@@ -168,7 +166,7 @@ fn the_crds_are_structural_and_named_like_spiderpool() {
 
 #[test]
 fn every_example_object_validates_against_its_crd() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let root = spiderpool_testkit::fixtures::package_dir().join("../examples");
     let mut stack = vec![root];
     let mut checked = 0;
     while let Some(p) = stack.pop() {

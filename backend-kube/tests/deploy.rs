@@ -12,7 +12,7 @@ const REGENERATE: &str =
     "cargo run -p spiderpool-cni --bin spiderpoolctl -- crds > backend-kube/deploy/crds.yaml";
 
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+    spiderpool_testkit::fixtures::package_dir().join("deploy")
 }
 
 /// The YAML documents of one file (split on `---` lines; empty documents skipped).

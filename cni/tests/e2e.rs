@@ -337,7 +337,7 @@ fn sixty_four_plugin_processes_on_etcd_and_the_emulation_on_etcd() {
     );
     // The workload emulation works the same on etcd (seed 003).
     let scenario = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        spiderpool_testkit::fixtures::package_dir()
             .join("../examples/scenarios/003-reserved-ip/app.yaml"),
     )
     .unwrap();

@@ -2,7 +2,7 @@
 //! `examples/scenarios/`, and failure modes other IPAMs have had.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 mod common;
@@ -36,7 +36,9 @@ impl Lab {
     }
 
     fn apply_example(&self, path: &str) -> String {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        let file = spiderpool_testkit::fixtures::package_dir()
+            .join("..")
+            .join(path);
         self.ctl(&["apply", "-f", file.to_str().unwrap()], None)
     }
 
@@ -131,7 +133,7 @@ fn seed_003_reserved_ip() {
     );
     // Reserve the running pod's address too, and delete the pod: the replacement is pending.
     let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
+        spiderpool_testkit::fixtures::package_dir()
             .join("../examples/scenarios/003-reserved-ip/app.yaml"),
     )
     .unwrap();

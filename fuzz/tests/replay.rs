@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = spiderpool_testkit::fixtures::package_dir();
     let dirs: Vec<PathBuf> = match std::env::var_os("FUZZ_REPLAY_DIR") {
         Some(d) => vec![PathBuf::from(d).join(target)],
         None => vec![
@@ -63,7 +63,7 @@ fn replay(target: &str) {
 #[test]
 fn every_target_has_a_corpus() {
     for (target, _) in spiderpool_fuzz::TARGETS {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = spiderpool_testkit::fixtures::package_dir();
         assert!(
             root.join("fuzz_targets")
                 .join(format!("{target}.rs"))

@@ -1,12 +1,12 @@
 //! Every object in the seed documents (`../shared/spec/seeds/`) and in `examples/` parses.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use spiderpool_core::model::{parse_documents, AddressSpec, Document, Object};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    spiderpool_testkit::fixtures::package_dir()
         .parent()
         .unwrap()
         .to_path_buf()

@@ -115,3 +115,15 @@ pub fn block_on_ready<F: std::future::Future>(f: F) -> F::Output {
         std::task::Poll::Pending => panic!("the future waited: run it on a runtime"),
     }
 }
+
+/// The directory of the package whose test is running, as `cargo test` gives it to the test
+/// process (`CARGO_MANIFEST_DIR` at run time; else the working directory, where cargo runs
+/// tests). Not the path compiled in with `env!`: the build cache is shared by clones at other
+/// paths (CI's fresh clones), and a test binary built in one clone and found fresh in another
+/// would read the first clone's files.
+pub fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default()
+}
