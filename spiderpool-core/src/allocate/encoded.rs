@@ -97,59 +97,82 @@ impl Encoded {
         &self.text[s.start as usize + 1..s.key_end as usize]
     }
 
-    fn entry(&self, s: &Span) -> &str {
-        &self.text[s.start as usize..s.end as usize]
-    }
-
     /// A new text: the entries of `self` whose address is not in `dirty` (sorted) copied,
     /// and `fresh` (the records now at the dirty addresses, sorted by key) encoded, merged
     /// in key order. `None` if a record cannot be encoded (serde_json cannot fail on these
-    /// types; the caller still refuses to write rather than drop records).
+    /// types; the caller still refuses to write rather than drop records). Entries that stay
+    /// are copied in runs (one copy per run of neighbours, not one per entry), and the text is
+    /// built as a string from pieces that are strings already, so it is not checked again.
     pub(crate) fn splice(
         &self,
         dirty: &[IpAddr],
         fresh: &[(String, IpAddr, &PoolIPAllocation)],
     ) -> Option<Encoded> {
-        let mut out: Vec<u8> = Vec::with_capacity(self.text.len() + 160 * fresh.len() + 2);
+        let mut out = String::with_capacity(self.text.len() + 160 * fresh.len() + 2);
         let mut spans = Vec::with_capacity(self.spans.len() + fresh.len());
-        out.push(b'{');
-        let mut kept = self
-            .spans
-            .iter()
-            .filter(|s| dirty.binary_search(&s.addr).is_err())
-            .peekable();
-        let mut fresh = fresh.iter().peekable();
-        loop {
-            let take_kept = match (kept.peek(), fresh.peek()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(k), Some((key, _, _))) => self.key(k) < key.as_str(),
-            };
+        out.push('{');
+        let mut at = 0;
+        for (key, addr, record) in fresh {
+            let before = at + self.spans[at..].partition_point(|s| self.key(s) < key.as_str());
+            self.copy_kept(at..before, dirty, &mut out, &mut spans);
+            at = before;
             if !spans.is_empty() {
-                out.push(b',');
+                out.push(',');
             }
             let start = out.len();
-            let (addr, key_end) = if take_kept {
-                let s = kept.next()?;
-                out.extend_from_slice(self.entry(s).as_bytes());
-                (s.addr, start + (s.key_end - s.start) as usize)
-            } else {
-                let (key, addr, record) = fresh.next()?;
-                serde_json::to_writer(&mut out, key).ok()?;
-                let key_end = out.len() - 1;
-                out.push(b':');
-                serde_json::to_writer(&mut out, record).ok()?;
-                (*addr, key_end)
-            };
-            spans.push((addr, start, key_end, out.len()));
+            out.push_str(&serde_json::to_string(key).ok()?);
+            let key_end = out.len() - 1;
+            out.push(':');
+            out.push_str(&serde_json::to_string(record).ok()?);
+            spans.push((*addr, start, key_end, out.len()));
         }
-        out.push(b'}');
+        self.copy_kept(at..self.spans.len(), dirty, &mut out, &mut spans);
+        out.push('}');
         if spans.is_empty() {
             return Some(Encoded::empty());
         }
-        let text = Arc::new(String::from_utf8(out).ok()?);
-        Some(Encoded::new(text, &spans))
+        Some(Encoded::new(Arc::new(out), &spans))
+    }
+
+    /// Appends the entries of `self.spans[range]` whose address is not in `dirty` to `out`
+    /// (comma-separated after what `out` holds), and their spans in `out` to `spans`.
+    fn copy_kept(
+        &self,
+        range: std::ops::Range<usize>,
+        dirty: &[IpAddr],
+        out: &mut String,
+        spans: &mut Vec<(IpAddr, usize, usize, usize)>,
+    ) {
+        let kept = &self.spans[range];
+        let mut i = 0;
+        while i < kept.len() {
+            if dirty.binary_search(&kept[i].addr).is_ok() {
+                i += 1;
+                continue;
+            }
+            // A run: neighbours in the text, separated by one comma, none of them dirty.
+            let mut j = i + 1;
+            while j < kept.len()
+                && kept[j].start == kept[j - 1].end + 1
+                && self.text.as_bytes().get(kept[j - 1].end as usize) == Some(&b',')
+                && dirty.binary_search(&kept[j].addr).is_err()
+            {
+                j += 1;
+            }
+            if !spans.is_empty() {
+                out.push(',');
+            }
+            let from = kept[i].start as usize;
+            let base = out.len();
+            out.push_str(&self.text[from..kept[j - 1].end as usize]);
+            let moved = |x: u32| x as usize - from + base;
+            spans.extend(
+                kept[i..j]
+                    .iter()
+                    .map(|s| (s.addr, moved(s.start), moved(s.key_end), moved(s.end))),
+            );
+            i = j;
+        }
     }
 }
 
