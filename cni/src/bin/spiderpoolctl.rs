@@ -1,4 +1,7 @@
 //! `spiderpoolctl`: manage Spiderpool objects in a store, kubectl-style.
+// The doc comments below are clap's `--help` text, where `[…]` is the usual notation for an
+// optional part, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
