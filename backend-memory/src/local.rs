@@ -284,8 +284,11 @@ struct State {
     /// object): the next read of one takes it instead of decoding the stored text again. A
     /// node agent reads each pool it wrote once, for the next command; for a full pool that
     /// decoding is a few passes over a text of hundreds of kilobytes.
-    written: Vec<(Vec<u8>, u64, Object)>,
+    written: Vec<Written>,
 }
+
+/// An object a commit wrote: encoded key, revision, the object.
+type Written = (Vec<u8>, u64, Object);
 
 impl State {
     fn empty(snapshot_id: FileId, journal_id: FileId) -> Self {
@@ -372,16 +375,6 @@ impl State {
             }
         }
         out
-    }
-
-    /// The object of `key` at revision `rev`, if this process's last commit wrote it and it
-    /// has not been read since: taken out.
-    fn take_written(&mut self, key: &[u8], rev: u64) -> Option<Object> {
-        let i = self
-            .written
-            .iter()
-            .position(|(k, r, _)| k == key && *r == rev)?;
-        Some(self.written.swap_remove(i).2)
     }
 
     /// Every object, sorted by encoded key: key, revision, JSON, extra.
@@ -515,7 +508,7 @@ impl LocalStore {
         out
     }
 
-    /// Whether a record follows the first `valid` bytes of the journal. Records are written
+    /// Whether a record follows the state's journal records in the file. Records are written
     /// into zeros kept after the last one, so the file's size does not tell, nor does its
     /// (coarse) modification time when another process wrote within the same tick.
     fn journal_grew(&self, state: &State) -> Result<bool, Error> {
@@ -608,6 +601,24 @@ impl LocalStore {
         Ok(state)
     }
 
+    /// The object of `key` (its entry `e`): the one this process's last commit wrote, taken
+    /// out of `written` (see `State::written`) when it is of that revision, else decoded.
+    fn read_entry(
+        &self,
+        state: &State,
+        written: &mut Vec<Written>,
+        key: &[u8],
+        e: &Entry,
+    ) -> Result<Stored, spiderpool_core::Error> {
+        match written.iter().position(|(w, r, _)| w == key && *r == e.rev) {
+            Some(i) => Ok(Stored {
+                object: written.swap_remove(i).2,
+                revision: Revision(e.rev.to_string()),
+            }),
+            None => self.decode(state, key, e),
+        }
+    }
+
     fn decode(
         &self,
         state: &State,
@@ -654,18 +665,13 @@ impl Store for LocalStore {
         self.with_state(|s, me| {
             let encoded = encode_key(key);
             s.load_key(&encoded, &me.dir.join(DATA))?;
-            let Some(rev) = s.lookup(&encoded).map(|e| e.rev) else {
-                return Ok(None);
-            };
-            if let Some(object) = s.take_written(&encoded, rev) {
-                return Ok(Some(Stored {
-                    object,
-                    revision: Revision(rev.to_string()),
-                }));
-            }
-            s.lookup(&encoded)
-                .map(|e| me.decode(s, &encoded, e))
-                .transpose()
+            let mut written = std::mem::take(&mut s.written);
+            let out = s
+                .lookup(&encoded)
+                .map(|e| me.read_entry(s, &mut written, &encoded, e))
+                .transpose();
+            s.written = written;
+            out
         })
     }
 
@@ -676,15 +682,7 @@ impl Store for LocalStore {
             let mut out = s
                 .of_kind(kind)
                 .into_iter()
-                .map(
-                    |(k, e)| match written.iter().position(|(w, r, _)| w == k && *r == e.rev) {
-                        Some(i) => Ok(Stored {
-                            object: written.swap_remove(i).2,
-                            revision: Revision(e.rev.to_string()),
-                        }),
-                        None => me.decode(s, k, e),
-                    },
-                )
+                .map(|(k, e)| me.read_entry(s, &mut written, k, e))
                 .collect::<Result<Vec<_>, _>>()?;
             s.written = written;
             out.sort_by_cached_key(|s| Key::of(&s.object));

@@ -30,6 +30,18 @@ pub(super) enum Field {
 }
 
 impl Field {
+    /// `s` as stored: escaped as [`escape_into`] does, or itself, without a copy, when
+    /// nothing needs escaping (compact JSON has no TAB, CR or LF, and `%` only in strings).
+    pub(super) fn of(s: String) -> Self {
+        let bytes = s.as_bytes();
+        if find3(b'\t', b'\n', b'\r', bytes).is_none() && find(b'%', bytes).is_none() {
+            return Field::Plain(s);
+        }
+        let mut out = Vec::new();
+        escape_into(&mut out, &s);
+        Field::Escaped(out)
+    }
+
     pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Field::Plain(s) => s.as_bytes(),
@@ -37,7 +49,7 @@ impl Field {
         }
     }
 
-    fn into_bytes(self) -> Vec<u8> {
+    pub(super) fn into_bytes(self) -> Vec<u8> {
         match self {
             Field::Plain(s) => s.into_bytes(),
             Field::Escaped(b) => b,
@@ -54,13 +66,7 @@ pub(super) fn split_object_keeping(
     // then neither copied into the value nor escaped as a JSON string on the way.
     if let Object::IpPool(pool) = &mut object {
         if let Some(s) = pool.status.allocated_ips.take() {
-            let field = if needs_escape(&s) {
-                let mut out = Vec::new();
-                escape_into(&mut out, &s);
-                Field::Escaped(out)
-            } else {
-                Field::Plain(s)
-            };
+            let field = Field::of(s);
             // As if the field were removed from the JSON: the status stays, if only `{}`.
             let mut value = object.to_value();
             if let Some(fields) = value.as_object_mut() {
@@ -75,7 +81,7 @@ pub(super) fn split_object_keeping(
     let mut extra = None;
     if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
         match status.remove("allocatedIPs") {
-            Some(Value::String(s)) => extra = Some(Field::Escaped(escape(s))),
+            Some(Value::String(s)) => extra = Some(Field::of(s)),
             Some(other) => {
                 status.insert("allocatedIPs".into(), other);
             }
@@ -98,11 +104,6 @@ pub(super) fn reassemble(mut object: Object, field: Option<Field>) -> Option<Obj
     Some(object)
 }
 
-fn needs_escape(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    find3(b'\t', b'\n', b'\r', bytes).is_some() || find(b'%', bytes).is_some()
-}
-
 /// The stored form of an escaped `status.allocatedIPs`: the marker `s` and the text; empty
 /// when absent.
 pub(super) fn with_marker(extra: Option<Vec<u8>>) -> Vec<u8> {
@@ -115,17 +116,6 @@ pub(super) fn with_marker(extra: Option<Vec<u8>>) -> Vec<u8> {
             out
         }
     }
-}
-
-/// `s` escaped as [`escape_into`] does; without a copy when nothing needs escaping (compact
-/// JSON has no TAB, CR or LF, and `%` only inside strings).
-fn escape(s: String) -> Vec<u8> {
-    if !needs_escape(&s) {
-        return s.into_bytes();
-    }
-    let mut out = Vec::new();
-    escape_into(&mut out, &s);
-    out
 }
 
 /// Undoes [`escape_into`].
@@ -258,7 +248,7 @@ pub(super) fn snapshot_body(objects: &[Flat], out: &mut Vec<u8>) -> Vec<(Range<u
 
 #[cfg(test)]
 mod tests {
-    use super::{checksum_field, checksum_matches, escape, escape_into, unescape, unescape_from};
+    use super::{checksum_field, checksum_matches, escape_into, unescape, unescape_from, Field};
 
     #[test]
     fn escaping_round_trips_and_leaves_no_separator() {
@@ -277,7 +267,7 @@ mod tests {
                 "{s:?}"
             );
             assert_eq!(unescape(&out).as_deref(), Some(s), "{s:?}");
-            assert_eq!(escape(s.to_string()), out, "{s:?}");
+            assert_eq!(Field::of(s.to_string()).into_bytes(), out, "{s:?}");
             let mut marked = b"s".to_vec();
             marked.extend_from_slice(&out);
             assert_eq!(unescape_from(marked, 1).as_deref(), Some(s), "{s:?}");

@@ -193,16 +193,11 @@ impl LocalStore {
         // The journal this state was read from or last wrote is held open, and the state's
         // identity of it (size included) was checked under this lock: write through it. Else
         // open it (creating it: its directory entry is flushed before any record counts).
-        let held = match state.journal_file.take() {
-            Some(j) if j.writable && state.journal_id.is_some() && !state.journal_torn => {
-                let size = state.journal_id.map_or(0, |id| id.2);
-                Some((j, size))
+        let (journal, mut size, opened) = match (state.journal_file.take(), state.journal_id) {
+            (Some(j), Some((_, _, size, _, _))) if j.writable && !state.journal_torn => {
+                (j, size, false)
             }
-            _ => None,
-        };
-        let (journal, mut size, opened) = match held {
-            Some((j, size)) => (j, size, false),
-            None => {
+            _ => {
                 let created = journal_file_id(&jpath)?.is_none();
                 let file = OpenOptions::new()
                     .create(true)
