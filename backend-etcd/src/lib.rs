@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod diff;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -96,9 +97,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse};
 use serde_json::Value;
-use spiderpool_core::model::{
-    object_from_value, Object, PoolIPAllocation, PoolIPAllocations, SpiderIPPool,
-};
+use spiderpool_core::model::{object_from_value, Object, PoolIPAllocation, SpiderIPPool};
 use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
 
 use batch::{Batcher, CommitA, CommitQ, ReadA, ReadQ};
@@ -224,12 +223,14 @@ struct CachedPool {
     revision: i64,
     /// The spec key's mod revision.
     spec_revision: i64,
-    /// The spec key's value.
+    /// The spec key's value, without `metadata.resourceVersion`.
     spec: Value,
     /// Its records by address, with their mod revisions.
     records: BTreeMap<String, (PoolIPAllocation, i64)>,
     /// The pool with its records folded in.
     pool: SpiderIPPool,
+    /// Where each record lies in the pool's `status.allocatedIPs`, in key order.
+    spans: Vec<std::ops::Range<usize>>,
 }
 
 /// Decoded pool revisions kept per store.
@@ -347,24 +348,21 @@ impl EtcdStore {
         Ok(out)
     }
 
-    /// A pool object with its records folded into its status.
+    /// A pool object with its records folded into its status (as `set_allocations` writes
+    /// them), and where each record lies in that text.
     fn assemble(
-        &self,
         mut pool: SpiderIPPool,
         records: &BTreeMap<String, (PoolIPAllocation, i64)>,
-    ) -> SpiderIPPool {
-        let map: PoolIPAllocations = records
-            .iter()
-            .map(|(ip, (r, _))| (ip.clone(), r.clone()))
-            .collect();
-        pool.set_allocations(&map);
-        pool
+    ) -> (SpiderIPPool, Vec<std::ops::Range<usize>>) {
+        let assembled = diff::assemble(records.iter().map(|(ip, (r, _))| (ip, r)));
+        pool.status.allocated_ips = assembled.text;
+        pool.status.allocated_ip_count = Some(i64::try_from(records.len()).unwrap_or(i64::MAX));
+        (pool, assembled.spans)
     }
 
     /// The pool as stored in its spec key: no allocation state.
     fn spec_value(pool: &SpiderIPPool) -> Value {
-        let mut p = pool.clone();
-        p.status.allocated_ips = None;
+        let mut p = pool.clone_without_allocations();
         p.status.allocated_ip_count = None;
         Object::IpPool(p).to_value()
     }
@@ -483,7 +481,9 @@ impl EtcdStore {
                     // An earlier revision of the pool: what did not change is not decoded.
                     let known = self.latest(&name);
                     let pool = match &known {
-                        Some(k) if k.spec_revision == kv.mod_revision() => k.pool.clone(),
+                        Some(k) if k.spec_revision == kv.mod_revision() => {
+                            k.pool.clone_without_allocations()
+                        }
                         _ => match self.decode(kv.key(), kv.value())? {
                             Object::IpPool(pool) => pool,
                             _ => continue,
@@ -491,9 +491,9 @@ impl EtcdStore {
                     };
                     let records =
                         self.records_of(&name, &allocs, known.as_ref().map(|k| &k.records))?;
-                    let mut pool = self.assemble(pool, &records);
+                    let (mut pool, spans) = Self::assemble(pool, &records);
                     pool.metadata.resource_version = Some(rev.to_string());
-                    let spec = serde_json::from_slice(kv.value()).unwrap_or(Value::Null);
+                    let spec = strip_rv(serde_json::from_slice(kv.value()).unwrap_or(Value::Null));
                     let c = Arc::new(CachedPool {
                         name,
                         revision: rev,
@@ -501,6 +501,7 @@ impl EtcdStore {
                         spec,
                         records,
                         pool,
+                        spans,
                     });
                     self.cache(c.clone());
                     c
@@ -555,8 +556,16 @@ impl EtcdStore {
                 // again as of that revision.
                 let held = self.cached(&name, r);
                 let read_back;
-                let (old_spec_value, old_records) = match &held {
-                    Some(c) => (&c.spec, &c.records),
+                let (old_spec_value, old_records, old_text) = match &held {
+                    Some(c) => (
+                        &c.spec,
+                        &c.records,
+                        c.pool
+                            .status
+                            .allocated_ips
+                            .as_deref()
+                            .map(|t| (t, &c.spans[..])),
+                    ),
                     None => {
                         let (old_spec, _) = self
                             .range(&k, Some(r))
@@ -573,23 +582,32 @@ impl EtcdStore {
                             .await
                             .map_err(|_| conflict(&k, &expected))?;
                         read_back = (
-                            serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null),
+                            strip_rv(serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null)),
                             self.records_of(&name, &old_allocs, None)?,
                         );
-                        (&read_back.0, &read_back.1)
+                        (&read_back.0, &read_back.1, None)
                     }
                 };
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
                 let new_spec = Self::spec_value(&new);
-                if strip_rv(new_spec.clone()) != strip_rv(old_spec_value.clone()) {
+                if strip_rv(new_spec.clone()) != *old_spec_value {
                     // A change of the pool itself (its ranges, …) was decided knowing every
                     // record: none may have changed since.
                     ops.put(k.clone(), new_spec.to_string());
                     self.guard_records(&name, r, cmps);
                 }
-                let new_records = new.allocations()?;
-                let mut touched_pods: BTreeSet<String> = BTreeSet::new();
+                // The old records the new text does not keep byte for byte (by position), and
+                // the new text's records in their place: told apart without parsing what the
+                // planner kept when the text allows it, else all of them.
+                let (replaced, new_records) = match old_text
+                    .zip(new.status.allocated_ips.as_deref())
+                    .and_then(|((old, spans), text)| diff::middle(old, spans, old_records, text))
+                {
+                    Some(m) => (m.old, m.new),
+                    None => (0..old_records.len(), new.allocations()?),
+                };
+                let mut touched_pods: BTreeSet<&str> = BTreeSet::new();
                 let prefix = self.alloc_prefix(&name);
                 for (ip, rec) in &new_records {
                     let ak = format!("{prefix}{ip}");
@@ -597,26 +615,26 @@ impl EtcdStore {
                         None => {
                             cmps.push(Compare::create_revision(ak.clone(), CompareOp::Equal, 0));
                             ops.put(ak, serde_json::to_string(rec).unwrap_or_default());
-                            touched_pods.insert(rec.pod.clone());
+                            touched_pods.insert(&rec.pod);
                         }
                         Some((old, _)) if old != rec => {
                             cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
                             cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
                             ops.put(ak, serde_json::to_string(rec).unwrap_or_default());
-                            touched_pods.insert(rec.pod.clone());
-                            touched_pods.insert(old.pod.clone());
+                            touched_pods.insert(&rec.pod);
+                            touched_pods.insert(&old.pod);
                         }
                         Some(_) => {}
                     }
                 }
                 let mut deleted = false;
-                for (ip, (old, _)) in old_records {
+                for (ip, (old, _)) in old_records.iter().skip(replaced.start).take(replaced.len()) {
                     if !new_records.contains_key(ip) {
                         let ak = format!("{prefix}{ip}");
                         cmps.push(Compare::mod_revision(ak.clone(), CompareOp::Less, r + 1));
                         cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
                         ops.delete(ak);
-                        touched_pods.insert(old.pod.clone());
+                        touched_pods.insert(&old.pod);
                         deleted = true;
                     }
                 }
@@ -626,13 +644,14 @@ impl EtcdStore {
                 // Records the plan relies on without changing them (the same pod's other
                 // addresses) must still be as they were, and still be there: a missing key
                 // has mod revision 0, so the existence check is needed too.
-                for (ip, rec) in &new_records {
-                    if old_records.get(ip).is_some_and(|(o, _)| o == rec)
-                        && touched_pods.contains(&rec.pod)
-                    {
-                        let ak = format!("{prefix}{ip}");
-                        cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
-                        cmps.push(Compare::mod_revision(ak, CompareOp::Less, r + 1));
+                if !touched_pods.is_empty() {
+                    for (i, (ip, (old, _))) in old_records.iter().enumerate() {
+                        let unchanged = !replaced.contains(&i) || new_records.get(ip) == Some(old);
+                        if unchanged && touched_pods.contains(old.pod.as_str()) {
+                            let ak = format!("{prefix}{ip}");
+                            cmps.push(Compare::create_revision(ak.clone(), CompareOp::Greater, 0));
+                            cmps.push(Compare::mod_revision(ak, CompareOp::Less, r + 1));
+                        }
                     }
                 }
             }
