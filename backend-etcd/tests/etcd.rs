@@ -316,6 +316,67 @@ async fn a_plan_relying_on_a_record_deleted_meanwhile_conflicts() {
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
 
+/// The store lists the addresses its commits add (`Store::in_flight`) to a reader of the pool
+/// at a revision that does not show them yet, not to one that does, and not those of a commit
+/// that failed.
+#[tokio::test]
+async fn what_a_commit_adds_is_news_only_to_older_reads() {
+    use spiderpool_core::store::Revision;
+    let store = common::store().await;
+    put_pool(
+        &store,
+        "p",
+        "subnet: 10.24.0.0/24\nips: [10.24.0.1-10.24.0.9]",
+    )
+    .await;
+    let read = |store: &backend_etcd::EtcdStore| {
+        let store = store.clone();
+        async move {
+            let s = store.get(&Key::pool("p")).await.unwrap().unwrap();
+            match s.object {
+                Object::IpPool(p) => (p, s.revision),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let listed = |at: &Revision| {
+        let at = at.clone();
+        store
+            .in_flight(&move |pool| (pool == "p").then(|| at.clone()))
+            .remove("p")
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let record = |pod: &str| spiderpool_core::model::PoolIPAllocation {
+        pod: format!("ns/{pod}"),
+        pod_uid: format!("u{pod}"),
+        interface: Some("eth0".into()),
+        extra: Default::default(),
+    };
+    let (before, r0) = read(&store).await;
+    let mut one = before.clone();
+    one.set_allocations(&[("10.24.0.1".to_string(), record("a"))].into());
+    store.update(Object::IpPool(one), &r0).await.unwrap();
+    let (_, r1) = read(&store).await;
+    assert_eq!(listed(&r0), ["10.24.0.1"]);
+    assert!(listed(&r1).is_empty(), "{:?}", listed(&r1));
+    // A stale plan adding .1 (taken meanwhile) and .3 fails: .3 is not claimed.
+    let mut stale = before.clone();
+    stale.set_allocations(
+        &[
+            ("10.24.0.1".to_string(), record("b")),
+            ("10.24.0.3".to_string(), record("b")),
+        ]
+        .into(),
+    );
+    store.update(Object::IpPool(stale), &r0).await.unwrap_err();
+    assert_eq!(listed(&r0), ["10.24.0.1"]);
+    // Pools not read are not asked about.
+    assert!(store.in_flight(&|_| None).is_empty());
+}
+
 /// Concurrent commits of one store share etcd transactions; each keeps its own compares: of
 /// 32 creates of one endpoint exactly one succeeds, 32 creates of distinct endpoints all
 /// do, and of 16 updates from one revision exactly one succeeds, whatever the batches.

@@ -61,6 +61,10 @@ pub struct Snapshot {
     /// it). 0 takes the lowest free address, as Spiderpool does; a retry takes a free address
     /// a little further ([`spread`]), so that allocators that met on the lowest one spread out.
     pub attempt: u32,
+    /// Addresses that commits of this process now on their way add, by pool, sorted
+    /// ([`crate::store::Store::in_flight`]; the driver sets them): a new allocation leaves
+    /// them to those commits unless nothing else is free.
+    pub in_flight: BTreeMap<String, Vec<IpAddr>>,
     catalog: OnceLock<PoolCatalog>,
 }
 
@@ -245,7 +249,12 @@ impl<'a> Planner<'a> {
             }));
         }
         let skip = spread(self.snap.attempt, uid, nic);
-        let Planner { work, reserved, .. } = self;
+        let Planner {
+            work,
+            reserved,
+            snap,
+            ..
+        } = self;
         let Some(w) = work.get_mut(pool_name) else {
             return Ok(Err(Rejection::Corrupt {
                 reason: "not found".into(),
@@ -273,9 +282,10 @@ impl<'a> Planner<'a> {
             IpFamily::V6 => &reserved[1],
         };
         let rec = Arc::new(record(record_pod, uid, nic));
+        let in_flight = snap.in_flight.get(pool_name).map_or(&[][..], Vec::as_slice);
         Ok(w.p
             .index
-            .allocate_spread(rec, reserved, skip, &mut w.p.journal)
+            .allocate_avoiding(rec, reserved, skip, in_flight, &mut w.p.journal)
             .map(|ip| (ip, prefix, gateway)))
     }
 

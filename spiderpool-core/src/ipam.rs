@@ -16,7 +16,10 @@
 //!   the plan wrote before it (which a store without transactions may have applied) are read
 //!   again; the rest of the snapshot (other pools, reserved IPs) is kept, since the writes
 //!   are guarded by revisions anyway. Any other retryable error, and every
-//!   [`FULL_READ_EVERY`]th retry, reads everything again.
+//!   [`FULL_READ_EVERY`]th retry, reads everything again;
+//! - concurrent allocations of one process avoid each other: before planning, the driver asks
+//!   the store which addresses its commits on their way add ([`Store::in_flight`]), and a new
+//!   allocation passes over them to the next free address.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -246,8 +249,13 @@ impl<S: Store> Ipam<S> {
                 None => self.snapshot(namespace, endpoint).await,
             };
             // A retry after a conflict spreads new allocations over the free addresses.
+            // What other commits of this process are adding, so as not to choose it too.
             let snap = snap.map(|mut s| {
                 s.attempt = attempt;
+                s.in_flight = self.store.in_flight(&|pool| {
+                    let at = s.catalog().position(pool)?;
+                    s.pools.get(at).map(|(_, rev)| rev.clone())
+                });
                 s
             });
             let mut written: Vec<Key> = Vec::new();

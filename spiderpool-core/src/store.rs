@@ -11,7 +11,9 @@
 //! local file store) apply a whole plan at once; others (Kubernetes) apply it write by write,
 //! and the planner orders writes so that every prefix is safe (see [`crate::ipam`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 
@@ -182,6 +184,20 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// Addresses that commits of this process add to pools and that a read of the pool at the
+    /// revision `seen` gives for it (`None`: not read) does not show yet: commits on their way,
+    /// and ones applied after that read. Sorted, by pool. The driver hands them to the
+    /// planner, which leaves them to those commits and takes the next free address, so that
+    /// the concurrent allocations of one process (a node agent, a controller) do not all
+    /// choose the same lowest free address and all but one fail. Only a hint: a listed
+    /// address may turn out free (its commit failed) and an unlisted one taken (by another
+    /// process); the commit's own checks decide. The default lists none (a store whose
+    /// commits of one process do not overlap).
+    fn in_flight(&self, seen: &dyn Fn(&str) -> Option<Revision>) -> BTreeMap<String, Vec<IpAddr>> {
+        let _ = seen;
+        BTreeMap::new()
+    }
+
     /// Applies writes in order. Atomic stores apply all or none; the default applies them one
     /// by one and stops at the first failure (earlier writes stay applied).
     async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
@@ -235,6 +251,12 @@ macro_rules! delegate_store {
             }
             fn is_atomic(&self) -> bool {
                 (**self).is_atomic()
+            }
+            fn in_flight(
+                &self,
+                seen: &dyn Fn(&str) -> Option<Revision>,
+            ) -> BTreeMap<String, Vec<IpAddr>> {
+                (**self).in_flight(seen)
             }
             async fn commit(&self, writes: Vec<Write>) -> Result<(), Error> {
                 (**self).commit(writes).await

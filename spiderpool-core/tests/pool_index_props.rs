@@ -238,6 +238,49 @@ proptest! {
         }
     }
 
+    /// `allocate_avoiding` passes over the in-flight addresses to the lowest free one past
+    /// them, and takes the lowest free one when nothing else is left.
+    #[test]
+    fn allocation_passes_over_in_flight_addresses(
+        which in 0usize..3,
+        held in proptest::collection::vec(0u128..96, 0..60),
+        reserved_at in proptest::collection::vec(0u128..96, 0..8),
+        in_flight in proptest::collection::vec(0u128..96, 0..12),
+    ) {
+        let (subnet, ips, exclude, lo, _) = pools()[which];
+        let spec = spec(subnet, ips, exclude);
+        let family = if subnet.contains(':') { IpFamily::V6 } else { IpFamily::V4 };
+        let (us, ue) = range(family, ips);
+        let (xs, xe) = range(family, exclude);
+        let usable = |v: u128| us <= v && v <= ue && !(xs <= v && v <= xe);
+        let mut index = PoolIndex::empty(&spec).unwrap();
+        let mut journal = Vec::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for (n, h) in held.iter().enumerate() {
+            let v = lo + h;
+            if usable(v) {
+                index.set(family.addr(v).unwrap(), Some(Held::new(Arc::new(rec(n)))));
+                taken.insert(v);
+            }
+        }
+        let mut reserved = IpSet::new(family);
+        for r in &reserved_at {
+            reserved.insert(family.addr(lo + r).unwrap());
+        }
+        let mut avoid: Vec<IpAddr> = in_flight.iter().map(|v| family.addr(lo + v).unwrap()).collect();
+        avoid.sort();
+        avoid.dedup();
+        let free = |v: u128| usable(v) && !taken.contains(&v) && !reserved_at.contains(&(v - lo));
+        let lowest = (us..=ue).find(|&v| free(v));
+        let past = (us..=ue).find(|&v| free(v) && !in_flight.contains(&(v - lo)));
+        let got = index.allocate_avoiding(Arc::new(rec(999)), &reserved, 0, &avoid, &mut journal);
+        match (got, past.or(lowest)) {
+            (Ok(a), Some(want)) => prop_assert_eq!(value(a), want),
+            (Err(_), None) => {}
+            (got, want) => prop_assert!(false, "index {:?}, naive {:?}", got, want),
+        }
+    }
+
     /// `next_at_or_after` and `next_absent_at_or_after` against a scan.
     #[test]
     fn cursors_agree_with_naive(

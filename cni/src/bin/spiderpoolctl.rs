@@ -341,6 +341,12 @@ impl<S: Store> Store for Counting<S> {
     fn is_atomic(&self) -> bool {
         self.inner.is_atomic()
     }
+    fn in_flight(
+        &self,
+        seen: &dyn Fn(&str) -> Option<Revision>,
+    ) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+        self.inner.in_flight(seen)
+    }
     async fn commit(&self, writes: Vec<Write>) -> Result<(), CoreError> {
         self.count(|c| c.commit += 1);
         let r = self.inner.commit(writes).await;

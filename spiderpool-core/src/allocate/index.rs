@@ -505,24 +505,10 @@ impl PoolIndex {
     pub fn nth_free(&self, reserved: &IpSet, skip: u64) -> Option<IpAddr> {
         let mut found = self.lowest_free(reserved)?;
         for _ in 0..skip {
-            let mut next = match found {
-                IpAddr::V4(a) => u32::from(a)
-                    .checked_add(1)
-                    .map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
-                IpAddr::V6(a) => u128::from(a)
-                    .checked_add(1)
-                    .map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
-            };
-            let candidate = loop {
-                let Some(c) = next.and_then(|c| self.next_free_at_or_after(c)) else {
-                    return Some(found);
-                };
-                if !reserved.contains(c) {
-                    break c;
-                }
-                next = reserved.next_absent_at_or_after(c);
-            };
-            found = candidate;
+            match self.free_after(found, reserved) {
+                Some(next) => found = next,
+                None => return Some(found),
+            }
         }
         Some(found)
     }
@@ -537,12 +523,56 @@ impl PoolIndex {
         skip: u64,
         journal: &mut Vec<Change>,
     ) -> Result<IpAddr, Rejection> {
-        let Some(addr) = self.nth_free(reserved, skip) else {
+        self.allocate_avoiding(record, reserved, skip, &[], journal)
+    }
+
+    /// Like [`PoolIndex::allocate_spread`], but passes over the addresses of `in_flight`
+    /// (sorted; those other commits of this process are about to take) to the next free one,
+    /// unless none is left past them. Work: one lookup per address passed over.
+    pub fn allocate_avoiding(
+        &mut self,
+        record: Arc<PoolIPAllocation>,
+        reserved: &IpSet,
+        skip: u64,
+        in_flight: &[IpAddr],
+        journal: &mut Vec<Change>,
+    ) -> Result<IpAddr, Rejection> {
+        let Some(first) = self.nth_free(reserved, skip) else {
             return Err(self.exhaustion());
         };
+        let mut addr = first;
+        while in_flight.binary_search(&addr).is_ok() {
+            match self.free_after(addr, reserved) {
+                Some(next) => addr = next,
+                // Nothing free past them: the first choice, and the commit will tell.
+                None => {
+                    addr = first;
+                    break;
+                }
+            }
+        }
         let old = self.set(addr, Some(Held::new(record)));
         journal.push((addr, old));
         Ok(addr)
+    }
+
+    /// The lowest free, unreserved address above `after`.
+    fn free_after(&self, after: IpAddr, reserved: &IpSet) -> Option<IpAddr> {
+        let mut next = match after {
+            IpAddr::V4(a) => u32::from(a)
+                .checked_add(1)
+                .map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
+            IpAddr::V6(a) => u128::from(a)
+                .checked_add(1)
+                .map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
+        };
+        loop {
+            let c = next.and_then(|c| self.next_free_at_or_after(c))?;
+            if !reserved.contains(c) {
+                return Some(c);
+            }
+            next = reserved.next_absent_at_or_after(c);
+        }
     }
 
     /// Frees `addr`; the change made is pushed to `journal`. False when it held no record.
