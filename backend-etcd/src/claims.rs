@@ -5,14 +5,14 @@
 //! A claim is open from just before its commit is sent. A commit that fails (or whose caller
 //! gives up) withdraws it; one that is applied keeps it, with the revision it was applied at,
 //! for planners still working from an older read of the pool (a read at that revision or later
-//! shows the address anyway). The last [`KEPT`] applied claims are kept.
+//! shows the address anyway). The last [`KEPT`] applied addresses are kept.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Applied claims kept for planners working from older reads.
+/// Applied addresses kept (over all pools) for planners working from older reads.
 const KEPT: usize = 256;
 
 /// Open and recently applied claims.
@@ -24,22 +24,17 @@ pub(crate) struct Claims {
 
 #[derive(Default)]
 struct State {
-    /// Claims by id.
-    open: HashMap<u64, Entry>,
-    /// Applied claims, oldest first.
-    applied: VecDeque<u64>,
-}
-
-/// One commit's `(pool, address)` pairs, and the revision it was applied at.
-struct Entry {
-    adds: Vec<(String, IpAddr)>,
-    applied: Option<i64>,
+    /// Addresses of commits on their way by pool, with the claim's id.
+    open: HashMap<String, Vec<(u64, IpAddr)>>,
+    /// Addresses of applied commits with the revision they were applied at, oldest first.
+    applied: VecDeque<(String, i64, IpAddr)>,
 }
 
 /// One commit's claim: withdrawn when dropped unless [`Claim::applied`].
 pub(crate) struct Claim<'a> {
     claims: &'a Claims,
     id: u64,
+    adds: Vec<(String, IpAddr)>,
 }
 
 impl Claims {
@@ -49,14 +44,20 @@ impl Claims {
             return None;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().open.insert(
+        let mut state = self.lock();
+        for (pool, addr) in &adds {
+            state
+                .open
+                .entry(pool.clone())
+                .or_default()
+                .push((id, *addr));
+        }
+        drop(state);
+        Some(Claim {
+            claims: self,
             id,
-            Entry {
-                adds,
-                applied: None,
-            },
-        );
-        Some(Claim { claims: self, id })
+            adds,
+        })
     }
 
     /// The claimed addresses, by pool, sorted, that a read of the pool at the revision `seen`
@@ -66,14 +67,28 @@ impl Claims {
         &self,
         seen: &dyn Fn(&str) -> Option<i64>,
     ) -> BTreeMap<String, Vec<IpAddr>> {
-        let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
         let state = self.lock();
-        for entry in state.open.values() {
-            for (pool, addr) in &entry.adds {
-                let Some(read) = seen(pool) else { continue };
-                if entry.applied.is_none_or(|at| read < at) {
-                    out.entry(pool.clone()).or_default().push(*addr);
-                }
+        // Each pool asked about once.
+        let mut reads: Vec<(String, Option<i64>)> = Vec::new();
+        let mut read_of = |pool: &str| -> Option<i64> {
+            if let Some((_, r)) = reads.iter().find(|(p, _)| p == pool) {
+                return *r;
+            }
+            let r = seen(pool);
+            reads.push((pool.to_string(), r));
+            r
+        };
+        let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        for (pool, open) in &state.open {
+            if read_of(pool).is_some() {
+                out.entry(pool.clone())
+                    .or_default()
+                    .extend(open.iter().map(|(_, a)| *a));
+            }
+        }
+        for (pool, at, addr) in &state.applied {
+            if read_of(pool).is_some_and(|read| read < *at) {
+                out.entry(pool.clone()).or_default().push(*addr);
             }
         }
         drop(state);
@@ -87,29 +102,42 @@ impl Claims {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Takes claim `id`'s addresses out of the open ones; with `applied`, keeps them as
+    /// applied at that revision.
+    fn settle(&self, id: u64, adds: Vec<(String, IpAddr)>, applied: Option<i64>) {
+        let mut state = self.lock();
+        for (pool, addr) in adds {
+            if let Some(open) = state.open.get_mut(&pool) {
+                open.retain(|(i, _)| *i != id);
+                if open.is_empty() {
+                    state.open.remove(&pool);
+                }
+            }
+            if let Some(revision) = applied {
+                state.applied.push_back((pool, revision, addr));
+                if state.applied.len() > KEPT {
+                    state.applied.pop_front();
+                }
+            }
+        }
+    }
 }
 
 impl Claim<'_> {
     /// The commit was applied at `revision`: the claim stays for older reads.
-    pub(crate) fn applied(self, revision: i64) {
-        let mut state = self.claims.lock();
-        if let Some(entry) = state.open.get_mut(&self.id) {
-            entry.applied = Some(revision);
-            state.applied.push_back(self.id);
-        }
-        while state.applied.len() > KEPT {
-            if let Some(old) = state.applied.pop_front() {
-                state.open.remove(&old);
-            }
-        }
-        drop(state);
-        std::mem::forget(self);
+    pub(crate) fn applied(mut self, revision: i64) {
+        let adds = std::mem::take(&mut self.adds);
+        self.claims.settle(self.id, adds, Some(revision));
     }
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.claims.lock().open.remove(&self.id);
+        if !self.adds.is_empty() {
+            let adds = std::mem::take(&mut self.adds);
+            self.claims.settle(self.id, adds, None);
+        }
     }
 }
 
