@@ -233,8 +233,8 @@ struct CachedPool {
     revision: i64,
     /// The spec key's mod revision.
     spec_revision: i64,
-    /// The spec key's value, without `metadata.resourceVersion`.
-    spec: Value,
+    /// The pool as its spec key holds it ([`EtcdStore::spec_of`]).
+    spec: SpiderIPPool,
     /// Its records by address, with their mod revisions.
     records: BTreeMap<String, (PoolIPAllocation, i64)>,
     /// The pool with its records folded in.
@@ -371,11 +371,12 @@ impl EtcdStore {
         (pool, assembled.spans)
     }
 
-    /// The pool as stored in its spec key: no allocation state.
-    fn spec_value(pool: &SpiderIPPool) -> Value {
+    /// The pool as stored in its spec key: no allocation state, no resource version.
+    fn spec_of(pool: &SpiderIPPool) -> SpiderIPPool {
         let mut p = pool.clone_without_allocations();
         p.status.allocated_ip_count = None;
-        Object::IpPool(p).to_value()
+        p.metadata.resource_version = None;
+        p
     }
 
     /// Linearizable reads of `ranges` at one revision, batched with the concurrent reads of
@@ -491,12 +492,15 @@ impl EtcdStore {
                 None => {
                     // An earlier revision of the pool: what did not change is not decoded.
                     let known = self.latest(&name);
-                    let pool = match &known {
+                    let (pool, spec) = match &known {
                         Some(k) if k.spec_revision == kv.mod_revision() => {
-                            k.pool.clone_without_allocations()
+                            (k.pool.clone_without_allocations(), k.spec.clone())
                         }
                         _ => match self.decode(kv.key(), kv.value())? {
-                            Object::IpPool(pool) => pool,
+                            Object::IpPool(pool) => {
+                                let spec = Self::spec_of(&pool);
+                                (pool, spec)
+                            }
                             _ => continue,
                         },
                     };
@@ -504,7 +508,6 @@ impl EtcdStore {
                         self.records_of(&name, &allocs, known.as_ref().map(|k| &k.records))?;
                     let (mut pool, spans) = Self::assemble(pool, &records);
                     pool.metadata.resource_version = Some(rev.to_string());
-                    let spec = strip_rv(serde_json::from_slice(kv.value()).unwrap_or(Value::Null));
                     let c = Arc::new(CachedPool {
                         name,
                         revision: rev,
@@ -546,7 +549,7 @@ impl EtcdStore {
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Equal, 0));
                 match &object {
                     Object::IpPool(p) => {
-                        ops.put(k, Self::spec_value(p).to_string());
+                        ops.put(k, json(&Object::IpPool(Self::spec_of(p))));
                         for (ip, r) in p.allocations()? {
                             ops.added(&p.metadata.name, &ip);
                             let ak = format!("{}{ip}", self.alloc_prefix(&p.metadata.name));
@@ -554,7 +557,7 @@ impl EtcdStore {
                             ops.put(ak, serde_json::to_string(&r).unwrap_or_default());
                         }
                     }
-                    other => ops.put(k, other.to_value().to_string()),
+                    other => ops.put(k, json(other)),
                 }
             }
             Write::Update {
@@ -593,20 +596,27 @@ impl EtcdStore {
                             .range(&self.alloc_prefix(&name), Some(r))
                             .await
                             .map_err(|_| conflict(&k, &expected))?;
-                        read_back = (
-                            strip_rv(serde_json::from_slice(old_kv.value()).unwrap_or(Value::Null)),
-                            self.records_of(&name, &old_allocs, None)?,
-                        );
+                        let old_spec = match self.decode(old_kv.key(), old_kv.value())? {
+                            Object::IpPool(p) => Self::spec_of(&p),
+                            _ => {
+                                return Err(Error::Corrupt {
+                                    key: k.clone(),
+                                    reason: "not a SpiderIPPool".into(),
+                                }
+                                .into())
+                            }
+                        };
+                        read_back = (old_spec, self.records_of(&name, &old_allocs, None)?);
                         (&read_back.0, &read_back.1, None)
                     }
                 };
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
-                let new_spec = Self::spec_value(&new);
-                if strip_rv(new_spec.clone()) != *old_spec_value {
+                let new_spec = Self::spec_of(&new);
+                if new_spec != *old_spec_value {
                     // A change of the pool itself (its ranges, …) was decided knowing every
                     // record: none may have changed since.
-                    ops.put(k.clone(), new_spec.to_string());
+                    ops.put(k.clone(), json(&Object::IpPool(new_spec)));
                     self.guard_records(&name, r, cmps);
                 }
                 // The old records the new text does not keep byte for byte (by position), and
@@ -672,7 +682,7 @@ impl EtcdStore {
                 let k = self.object_key(&Key::of(&object));
                 let r = rev_of(&expected)?;
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Equal, r));
-                ops.put(k, object.to_value().to_string());
+                ops.put(k, json(&object));
             }
             Write::Delete { key, expected } => {
                 let k = self.object_key(&key);
@@ -807,11 +817,17 @@ fn conflict(key: &str, expected: &Revision) -> spiderpool_core::Error {
     }
 }
 
-fn strip_rv(mut v: Value) -> Value {
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    v
+/// An object as stored: its JSON, written straight from the typed object.
+fn json(o: &Object) -> String {
+    let text = match o {
+        Object::IpPool(x) => serde_json::to_string(x),
+        Object::Subnet(x) => serde_json::to_string(x),
+        Object::ReservedIp(x) => serde_json::to_string(x),
+        Object::Endpoint(x) => serde_json::to_string(x),
+        Object::Other(x) => serde_json::to_string(&x.value),
+    };
+    // These types serialise infallibly (every map key is a string).
+    text.unwrap_or_default()
 }
 
 #[async_trait]
