@@ -61,26 +61,23 @@
 //! # Throughput
 //! `cargo bench -p spiderpool-benches --bench etcd`: one loopback etcd 3.4 member with its data
 //! on tmpfs, tasks sharing one store, each allocating for `max(256 / allocators, 4)` pods from
-//! one fresh pool. On this project's 2-core machine, busy with other builds (so low; see
-//! `docs/performance.md` for the quiet figures):
+//! one fresh pool. On this project's 2-core machine (`docs/performance.md` has every round):
 //!
-//! | concurrent allocators | before (data on disk) | after |
-//! |---|---|---|
-//! | 1  | 323/s | 420/s |
-//! | 8  | 241/s (200/s busy) | 553/s |
-//! | 64 | 122/s (82/s busy) | 825-950/s |
+//! | concurrent allocators | first version (data on disk) | quiet hour, before claims | a slow hour: before claims / now |
+//! |---|---|---|---|
+//! | 1  | 323/s | 565/s | 270/s / 308/s |
+//! | 8  | 241/s | 1,070/s | 477/s / 927/s |
+//! | 64 | 122/s | 2,330/s | 1,065/s / 2,244/s |
 //!
-//! At 64 allocators an allocation costs about 0.4 etcd transactions (4 without batching),
-//! 1.2 failed commits, ~270 µs of etcd CPU and ~780 µs of client CPU (of which ~100 µs is the
-//! driver and core, as on the memory store). What limits it: CPU on both sides, O(records of
+//! At 64 allocators an allocation costs about 0.16 etcd transactions (4 without batching) and
+//! 0.2 failed commits (1.2 before the claims). What limits it: CPU on both sides, O(records of
 //! the pool) per allocation: every snapshot reads the whole pool (etcd reads every key of the
-//! range, even with a revision filter), and the pool object carries its records as
-//! Spiderpool's JSON map, serialised and parsed once per operation. fsync is amortised by
-//! group commit (a plain put costs ~4 ms of fsync on this disk; with data on disk, 64
-//! allocators measured the same as on tmpfs). The next steps: a watch-fed pool cache (reads
-//! local after a linearizable revision check), and the snapshot's three reads issued together
-//! so that they share one transaction. One CNI plugin process per ADD cannot batch with
-//! others; a node daemon can.
+//! range, even with a revision filter), the store folds the records into Spiderpool's JSON map
+//! once per revision, and each driver decodes it. fsync is amortised by group commit (a plain
+//! put costs ~4 ms of fsync on this disk; with data on disk, 64 allocators measured the same
+//! as on tmpfs). The next steps: a structured allocation state between core and store, a
+//! watch-fed pool cache (reads local after a linearizable revision check). One CNI plugin
+//! process per ADD cannot batch with others; a node daemon can.
 //!
 //! # Example
 //!
