@@ -3,6 +3,10 @@
 //! benchmark with its data on tmpfs ([`BenchEtcd`]; `SPIDERPOOL_BENCH_ETCD_DIR` moves it) and
 //! stopped with it. Each iteration uses a fresh key prefix and a fresh pool; every allocator
 //! allocates for `max(256 / allocators, 4)` pods; duplicates fail the benchmark.
+//!
+//! The process uses mimalloc, as `spiderpoolctl` does: a third of the client's CPU here was
+//! glibc's `malloc`/`free` and its arena locks (64 tasks on 2 threads). With glibc's allocator
+//! the figures are 15–25 % lower (docs/performance.md).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +18,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spiderpool_benches::{concurrent_allocations, BenchEtcd};
 
 static ROUND: AtomicUsize = AtomicUsize::new(0);
+
+/// See the module docs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn etcd(c: &mut Criterion) {
     let server = BenchEtcd::start();
