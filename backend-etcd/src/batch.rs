@@ -51,6 +51,10 @@ impl<Q: Send, A: Send> Batcher<Q, A> {
                         Err(TryRecvError::Closed) => return None,
                         Err(TryRecvError::Empty) => {}
                     }
+                    // Let the tasks woken together with this one (by the answers of the last
+                    // batch) queue their requests first, so that they share this round trip
+                    // rather than wait for the next.
+                    tokio::task::yield_now().await;
                     let batch = std::mem::take(&mut *self.lock_queue());
                     let left = run(batch).await;
                     if !left.is_empty() {

@@ -316,6 +316,50 @@ async fn a_plan_relying_on_a_record_deleted_meanwhile_conflicts() {
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
 }
 
+/// etcd transactions served so far, from the member's `/metrics`.
+fn transactions(endpoint: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Txn\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// An uncontended allocation costs two etcd transactions: the snapshot's three reads (reserved
+/// IPs, the endpoint, the pools) share one, and the commit is the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncontended_allocation_costs_two_transactions() {
+    let cluster = Cluster::start(1);
+    let endpoint = cluster.endpoints()[0].clone();
+    let store = common::connect(&cluster.endpoints()).await;
+    put_pool(
+        &store,
+        "p",
+        "subnet: 10.26.0.0/24\nips: [10.26.0.1-10.26.0.9]\ndefault: true",
+    )
+    .await;
+    let ipam = Ipam::new(&store);
+    for i in 0..3 {
+        let before = transactions(&endpoint);
+        let got = ipam
+            .allocate(&add("ns", &format!("a{i}"), &format!("ua{i}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            got[0].ipv4.as_deref(),
+            Some(format!("10.26.0.{}/24", i + 1).as_str())
+        );
+        assert_eq!(transactions(&endpoint) - before, 2, "allocation {i}");
+    }
+}
+
 /// The store lists the addresses its commits add (`Store::in_flight`) to a reader of the pool
 /// at a revision that does not show them yet, not to one that does, and not those of a commit
 /// that failed.
