@@ -63,14 +63,15 @@
 //! on tmpfs, tasks sharing one store, each allocating for `max(256 / allocators, 4)` pods from
 //! one fresh pool. On this project's 2-core machine (`docs/performance.md` has every round):
 //!
-//! | concurrent allocators | first version (data on disk) | quiet hour, before claims | a slow hour: before claims / now |
+//! | concurrent allocators | first version (data on disk) | quiet hour, before claims | one hour: before claims / now |
 //! |---|---|---|---|
-//! | 1  | 323/s | 565/s | 270/s / 308/s |
-//! | 8  | 241/s | 1,070/s | 477/s / 927/s |
-//! | 64 | 122/s | 2,330/s | 1,065/s / 2,244/s |
+//! | 1  | 323/s | 565/s | 337/s / 471–501/s |
+//! | 8  | 241/s | 1,070/s | 606/s / 1,329–1,496/s |
+//! | 64 | 122/s | 2,330/s | 1,523–1,583/s / 3,878–3,934/s |
 //!
-//! At 64 allocators an allocation costs about 0.16 etcd transactions (4 without batching) and
-//! 0.2 failed commits (1.2 before the claims). What limits it: CPU on both sides, O(records of
+//! (The benchmark process uses mimalloc; with glibc's allocator 15–25 % less.) At 64
+//! allocators an allocation costs about 0.16 etcd transactions (4 without batching) and 0.2
+//! failed commits (1.2 before the claims); an uncontended one costs 2 transactions. What limits it: CPU on both sides, O(records of
 //! the pool) per allocation: every snapshot reads the whole pool (etcd reads every key of the
 //! range, even with a revision filter), the store folds the records into Spiderpool's JSON map
 //! once per revision, and each driver decodes it. fsync is amortised by group commit (a plain
