@@ -5,7 +5,10 @@
 //! A claim is open from just before its commit is sent. A commit that fails (or whose caller
 //! gives up) withdraws it; one that is applied keeps it, with the revision it was applied at,
 //! for planners still working from an older read of the pool (a read at that revision or later
-//! shows the address anyway). The last [`KEPT`] applied addresses are kept.
+//! shows the address anyway). The last [`KEPT`] applied addresses are kept (over all pools: a
+//! busy pool may push another's out early). A commit whose outcome is unknown (the request
+//! failed, the caller gave up) withdraws its claim though it may have been applied: a hint
+//! lost costs at most a conflict, never a duplicate.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -67,18 +70,28 @@ impl Claims {
         &self,
         seen: &dyn Fn(&str) -> Option<i64>,
     ) -> BTreeMap<String, Vec<IpAddr>> {
-        let state = self.lock();
-        // Each pool asked about once.
-        let mut reads: Vec<(String, Option<i64>)> = Vec::new();
-        let mut read_of = |pool: &str| -> Option<i64> {
-            if let Some((_, r)) = reads.iter().find(|(p, _)| p == pool) {
-                return *r;
+        // The pools claimed in, each asked about once, outside the lock (`seen` is the
+        // caller's code).
+        let mut pools: Vec<String> = Vec::new();
+        {
+            let state = self.lock();
+            let names = state
+                .open
+                .keys()
+                .chain(state.applied.iter().map(|(pool, _, _)| pool));
+            for name in names {
+                if !pools.contains(name) {
+                    pools.push(name.clone());
+                }
             }
-            let r = seen(pool);
-            reads.push((pool.to_string(), r));
-            r
-        };
+        }
+        let reads: Vec<(String, i64)> = pools
+            .into_iter()
+            .filter_map(|pool| seen(&pool).map(|r| (pool, r)))
+            .collect();
+        let read_of = |pool: &str| reads.iter().find(|(p, _)| p == pool).map(|(_, r)| *r);
         let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        let state = self.lock();
         for (pool, open) in &state.open {
             if read_of(pool).is_some() {
                 out.entry(pool.clone())

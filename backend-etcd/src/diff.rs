@@ -82,6 +82,7 @@ pub(crate) fn middle<V>(
         .checked_sub(1)
         .and_then(|i| spans.get(i))
         .map_or(1, |s| s.end);
+    // Not even the `{` shared (a new text that is empty or not a map).
     if from > prefix {
         return None;
     }
@@ -145,6 +146,29 @@ pub(crate) fn middle<V>(
         old: kept_start..kept_end,
         new: new_records,
     })
+}
+
+/// Whether `records` (old, in key order) with `m` applied are exactly `whole` (the new text
+/// parsed in full): what [`middle`] promises.
+pub(crate) fn agrees<V>(
+    records: &BTreeMap<String, (PoolIPAllocation, V)>,
+    m: &Middle,
+    whole: Option<&PoolIPAllocations>,
+) -> bool {
+    let Some(whole) = whole else {
+        return false;
+    };
+    let kept = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !m.old.contains(i))
+        .map(|(_, (k, (r, _)))| (k, r));
+    let mut applied: BTreeMap<&String, &PoolIPAllocation> = kept.collect();
+    let kept_len = applied.len();
+    applied.extend(m.new.iter());
+    applied.len() == kept_len + m.new.len()
+        && applied.len() == whole.len()
+        && applied.iter().all(|(k, r)| whole.get(*k) == Some(*r))
 }
 
 #[cfg(test)]
@@ -232,6 +256,14 @@ mod tests {
 
     fn at(asm: &Assembled, old: &PoolIPAllocations, new: &str) -> Option<Middle> {
         middle(asm.text.as_deref()?, &asm.spans, old, new)
+    }
+
+    #[test]
+    fn a_text_that_is_not_a_map_is_refused() {
+        let old = map(&[("10.0.0.1", "ns/a")]);
+        for text in ["", "[]", "null", "{", "}"] {
+            assert_eq!(at(&assemble(&old), &old, text), None, "{text:?}");
+        }
     }
 
     fn ip(i: u8) -> String {

@@ -610,6 +610,8 @@ impl EtcdStore {
                 };
                 cmps.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
                 cmps.push(Compare::mod_revision(k.clone(), CompareOp::Less, r + 1));
+                // Compared as typed objects: a stored spec that decodes to the same pool (other
+                // key order, defaults spelled out) is not rewritten.
                 let new_spec = Self::spec_of(&new);
                 if new_spec != *old_spec_value {
                     // A change of the pool itself (its ranges, …) was decided knowing every
@@ -624,7 +626,14 @@ impl EtcdStore {
                     .zip(new.status.allocated_ips.as_deref())
                     .and_then(|((old, spans), text)| diff::middle(old, spans, old_records, text))
                 {
-                    Some(m) => (m.old, m.new),
+                    Some(m) => {
+                        // Tests and debug builds check the shortcut against the whole text.
+                        debug_assert!(
+                            diff::agrees(old_records, &m, new.allocations().ok().as_ref()),
+                            "pool {name}: the changed run disagrees with the whole text"
+                        );
+                        (m.old, m.new)
+                    }
                     None => (0..old_records.len(), new.allocations()?),
                 };
                 let mut touched_pods: BTreeSet<&str> = BTreeSet::new();

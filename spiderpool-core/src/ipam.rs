@@ -252,10 +252,9 @@ impl<S: Store> Ipam<S> {
             // What other commits of this process are adding, so as not to choose it too.
             let snap = snap.map(|mut s| {
                 s.attempt = attempt;
-                s.in_flight = self.store.in_flight(&|pool| {
-                    let at = s.catalog().position(pool)?;
-                    s.pools.get(at).map(|(_, rev)| rev.clone())
-                });
+                s.in_flight = self
+                    .store
+                    .in_flight(&|pool| s.pool(pool).map(|(_, rev)| rev.clone()));
                 s
             });
             let mut written: Vec<Key> = Vec::new();

@@ -238,14 +238,15 @@ proptest! {
         }
     }
 
-    /// `allocate_avoiding` passes over the in-flight addresses to the lowest free one past
-    /// them, and takes the lowest free one when nothing else is left.
+    /// `allocate_avoiding` passes over the in-flight addresses to the next free one past its
+    /// first choice, else to the lowest free one not in flight, else takes its first choice.
     #[test]
     fn allocation_passes_over_in_flight_addresses(
         which in 0usize..3,
         held in proptest::collection::vec(0u128..96, 0..60),
         reserved_at in proptest::collection::vec(0u128..96, 0..8),
         in_flight in proptest::collection::vec(0u128..96, 0..12),
+        skip in 0u64..6,
     ) {
         let (subnet, ips, exclude, lo, _) = pools()[which];
         let spec = spec(subnet, ips, exclude);
@@ -271,10 +272,14 @@ proptest! {
         avoid.sort();
         avoid.dedup();
         let free = |v: u128| usable(v) && !taken.contains(&v) && !reserved_at.contains(&(v - lo));
-        let lowest = (us..=ue).find(|&v| free(v));
-        let past = (us..=ue).find(|&v| free(v) && !in_flight.contains(&(v - lo)));
-        let got = index.allocate_avoiding(Arc::new(rec(999)), &reserved, 0, &avoid, &mut journal);
-        match (got, past.or(lowest)) {
+        // The first choice: `skip` free addresses past the lowest (the highest when fewer).
+        // (Lazily: a pool's range may be 2^64 addresses.)
+        let first = (us..=ue).filter(|&v| free(v)).take(skip as usize + 1).last();
+        let open = |v: &u128| free(*v) && !in_flight.contains(&(*v - lo));
+        let past = first.and_then(|f| (f..=ue).find(open));
+        let below = (us..=ue).find(open);
+        let got = index.allocate_avoiding(Arc::new(rec(999)), &reserved, skip, &avoid, &mut journal);
+        match (got, past.or(below).or(first)) {
             (Ok(a), Some(want)) => prop_assert_eq!(value(a), want),
             (Err(_), None) => {}
             (got, want) => prop_assert!(false, "index {:?}, naive {:?}", got, want),
@@ -328,4 +333,29 @@ fn full_chunks_absent_and_lazy_free() {
         top.next_absent_at_or_after("ffff::1".parse().unwrap()),
         None
     );
+}
+
+/// A retry's first choice (`skip` past the lowest) with every free address from it on in
+/// flight: the lowest free one not in flight, below it, rather than a certain conflict.
+#[test]
+fn in_flight_past_a_spread_choice_falls_back_below_it() {
+    let spec = spec("10.9.0.0/24", "10.9.0.1-10.9.0.6", "10.9.0.200");
+    let mut index = PoolIndex::empty(&spec).unwrap();
+    let reserved = IpSet::new(IpFamily::V4);
+    let in_flight: Vec<IpAddr> = ["10.9.0.4", "10.9.0.5", "10.9.0.6"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let got = index
+        .allocate_avoiding(Arc::new(rec(1)), &reserved, 3, &in_flight, &mut Vec::new())
+        .unwrap();
+    assert_eq!(got.to_string(), "10.9.0.1");
+    // All in flight: the first choice.
+    let all: Vec<IpAddr> = (2..=6)
+        .map(|i| format!("10.9.0.{i}").parse().unwrap())
+        .collect();
+    let got = index
+        .allocate_avoiding(Arc::new(rec(2)), &reserved, 1, &all, &mut Vec::new())
+        .unwrap();
+    assert_eq!(got.to_string(), "10.9.0.3");
 }

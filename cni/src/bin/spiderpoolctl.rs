@@ -11,12 +11,12 @@ use spiderpool_cni::ctl::{self, Kind, Output};
 use spiderpool_cni::netconf::DEFAULT_STORE;
 use spiderpool_cni::Error;
 use spiderpool_core::model::Object;
+use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
+use spiderpool_core::Error as CoreError;
 
 /// See the `mimalloc` entry of Cargo.toml: big text buffers reused instead of mapped anew.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use spiderpool_core::store::{Change, Key, Revision, Store, Stored, Write};
-use spiderpool_core::Error as CoreError;
 
 /// Manage SpiderSubnets, SpiderIPPools, SpiderReservedIPs and SpiderEndpoints in a
 /// spiderpool-rs store, and emulate namespaces, nodes, workloads and pods to try IP plans

@@ -537,23 +537,35 @@ impl PoolIndex {
         in_flight: &[IpAddr],
         journal: &mut Vec<Change>,
     ) -> Result<IpAddr, Rejection> {
+        debug_assert!(
+            in_flight.windows(2).all(|w| w[0] <= w[1]),
+            "in_flight unsorted"
+        );
         let Some(first) = self.nth_free(reserved, skip) else {
             return Err(self.exhaustion());
         };
-        let mut addr = first;
-        while in_flight.binary_search(&addr).is_ok() {
-            match self.free_after(addr, reserved) {
-                Some(next) => addr = next,
-                // Nothing free past them: the first choice, and the commit will tell.
-                None => {
-                    addr = first;
-                    break;
-                }
-            }
-        }
+        // Past the first choice; else from the lowest free address; else the first choice, and
+        // the commit will tell.
+        let addr = self
+            .free_not_in(first, reserved, in_flight)
+            .or_else(|| {
+                let lowest = self.lowest_free(reserved)?;
+                self.free_not_in(lowest, reserved, in_flight)
+            })
+            .unwrap_or(first);
         let old = self.set(addr, Some(Held::new(record)));
         journal.push((addr, old));
         Ok(addr)
+    }
+
+    /// The first address from `from` (free and unreserved) on that is free, unreserved and
+    /// not in `in_flight` (sorted).
+    fn free_not_in(&self, from: IpAddr, reserved: &IpSet, in_flight: &[IpAddr]) -> Option<IpAddr> {
+        let mut addr = from;
+        while in_flight.binary_search(&addr).is_ok() {
+            addr = self.free_after(addr, reserved)?;
+        }
+        Some(addr)
     }
 
     /// The lowest free, unreserved address above `after`.
