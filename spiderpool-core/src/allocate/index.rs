@@ -523,7 +523,12 @@ impl PoolIndex {
         skip: u64,
         journal: &mut Vec<Change>,
     ) -> Result<IpAddr, Rejection> {
-        self.allocate_avoiding(record, reserved, skip, &[], journal)
+        let Some(addr) = self.nth_free(reserved, skip) else {
+            return Err(self.exhaustion());
+        };
+        let old = self.set(addr, Some(Held::new(record)));
+        journal.push((addr, old));
+        Ok(addr)
     }
 
     /// Like [`PoolIndex::allocate_spread`], but passes over the addresses of `in_flight`
@@ -537,6 +542,11 @@ impl PoolIndex {
         in_flight: &[IpAddr],
         journal: &mut Vec<Change>,
     ) -> Result<IpAddr, Rejection> {
+        if in_flight.is_empty() {
+            // The common case, as lean as the plain allocation (the core benchmark's pair went
+            // from 88 to 105 ns when it took the general path).
+            return self.allocate_spread(record, reserved, skip, journal);
+        }
         debug_assert!(
             in_flight.windows(2).all(|w| w[0] <= w[1]),
             "in_flight unsorted"
