@@ -65,9 +65,9 @@
 //!
 //! | concurrent allocators | first version (data on disk) | quiet hour, before claims | one hour: before claims / now |
 //! |---|---|---|---|
-//! | 1  | 323/s | 565/s | 337/s / 471–627/s |
-//! | 8  | 241/s | 1,070/s | 606/s / 1,329–1,690/s |
-//! | 64 | 122/s | 2,330/s | 1,523–1,605/s / 3,878–5,090/s |
+//! | 1  | 323/s | 565/s | 337/s / 471–736/s |
+//! | 8  | 241/s | 1,070/s | 606/s / 1,329–2,032/s |
+//! | 64 | 122/s | 2,330/s | 1,523–1,605/s / 3,878–5,538/s |
 //!
 //! (The benchmark process uses mimalloc; with glibc's allocator 15–25 % less.) At 64
 //! allocators an allocation costs about 0.16 etcd transactions (4 without batching) and 0.2
