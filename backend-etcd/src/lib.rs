@@ -36,7 +36,7 @@
 //! Allocators of one process (tasks sharing an [`EtcdStore`]) do not even meet: the store
 //! remembers the addresses its commits add, from just before a commit is sent until it fails,
 //! or, once applied, for planners still working from a read older than it (the last 256
-//! applied commits), and lists them to the driver ([`Store::in_flight`]); the planner passes
+//! applied addresses over all pools), and lists them to the driver ([`Store::in_flight`]); the planner passes
 //! over them to the next free address. 64 allocators of one process: 1.2 failed commits per
 //! allocation before, 0.2 after.
 //!
@@ -71,7 +71,8 @@
 //!
 //! (The benchmark process uses mimalloc; with glibc's allocator 15–25 % less.) At 64
 //! allocators an allocation costs about 0.16 etcd transactions (4 without batching) and 0.2
-//! failed commits (1.2 before the claims); an uncontended one costs 2 transactions. What limits it: CPU on both sides, O(records of
+//! failed commits (1.2 before the claims); an uncontended one costs 2 transactions. What
+//! limits it: CPU on both sides, O(records of
 //! the pool) per allocation: every snapshot reads the whole pool (etcd reads every key of the
 //! range, even with a revision filter), the store folds the records into Spiderpool's JSON map
 //! once per revision, and each driver decodes it. fsync is amortised by group commit (a plain
