@@ -36,9 +36,9 @@
 //! Allocators of one process (tasks sharing an [`EtcdStore`]) do not even meet: the store
 //! remembers the addresses its commits add, from just before a commit is sent until it fails,
 //! or, once applied, for planners still working from a read older than it (the last 256
-//! applied addresses over all pools), and lists them to the driver ([`Store::in_flight`]); the planner passes
-//! over them to the next free address. 64 allocators of one process: 1.2 failed commits per
-//! allocation before, 0.2 after.
+//! applied addresses over all pools), and lists them to the driver ([`Store::in_flight`]);
+//! the planner passes over them to the next free address. 64 allocators of one process: 1.2
+//! failed commits per allocation before, 0.2 after.
 //!
 //! # Batching
 //! Concurrent requests of one process (one [`EtcdStore`] and its clones) share round trips
