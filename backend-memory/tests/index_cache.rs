@@ -1,6 +1,6 @@
 //! The driver's pool-index cache: a long-lived engine decodes a pool once, then recognises
 //! the pool as it wrote it, so a run of allocations and releases decodes nothing more; a
-//! write by another engine is noticed and decoded again.
+//! write by another engine is noticed and followed (only what it changed is decoded).
 #![allow(clippy::unwrap_used)]
 
 use backend_memory::MemoryStore;
@@ -43,6 +43,11 @@ fn a_run_of_plans_decodes_the_pool_once_and_a_foreign_write_once_more() {
     let got = block_on_ready(ipam.allocate(&pod(101))).unwrap();
     // The lowest free address after the other engine took 10.6.0.1 (freed above).
     assert_eq!(got[0].ipv4.as_deref(), Some("10.6.0.4/24"));
-    assert_eq!(ipam.decoded_pools(), 2);
+    assert_eq!(
+        ipam.decoded_pools(),
+        1,
+        "the other engine's write is followed"
+    );
+    assert_eq!(ipam.followed_pools(), 1);
     block_on_ready(check_invariants(&store)).unwrap();
 }

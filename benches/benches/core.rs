@@ -9,14 +9,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BatchSize, BenchmarkId, Criterion};
 use spiderpool_benches::core_fixtures::{
-    autopool_world, filled_index, memory_report, plan_world, select_world, SIZES,
+    autopool_world, filled_index, holder, memory_report, plan_world, select_world, SIZES,
 };
 use spiderpool_core::allocate::{
     plan_allocate_cached, plan_release_cached, PoolIndex, PoolIndexes,
 };
 use spiderpool_core::autopool::{plan_auto_pools, AutoPoolConfig};
+use spiderpool_core::ip::IpSet;
 use spiderpool_core::model::{Object, PoolIPAllocation};
 use spiderpool_core::request::IpamConfig;
 use spiderpool_core::select::candidates_in;
@@ -112,6 +113,45 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// Following another writer's revision of a pool this process has decoded before, as a
+/// long-lived engine sharing the pool with others does before a plan
+/// (`PoolIndex::followed`): the other writer released 8 addresses and gave 4 of them to new
+/// pods since.
+/// Compare with `core/decode` of the same pool: what following saves on each such plan.
+fn follow(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core/follow");
+    for (size, fill) in [("v4_24", 99u32), ("v4_16", 50)] {
+        let (snap, _, _) = plan_world(size, fill);
+        let pool = snap.pools[0].0.clone();
+        let follower = PoolIndex::from_pool(&pool).unwrap();
+        let mut writer = follower.clone();
+        let mut journal = Vec::new();
+        let none = IpSet::new(writer.family());
+        // 8 records released, 4 of their addresses given to new holders: 8 changed.
+        let held: Vec<_> = writer.allocated().iter().step_by(7).take(8).collect();
+        for a in held {
+            writer.release(a, &mut journal);
+        }
+        for i in 0..4 {
+            let holder = Arc::new(holder(900_000 + i));
+            writer.allocate(holder, &none, &mut journal).unwrap();
+        }
+        let mut newer = pool.clone();
+        newer.status.allocated_ips = writer.encode_written();
+        g.bench_function(
+            BenchmarkId::new(size, format!("fill_{fill}_changed_8")),
+            |b| {
+                b.iter_batched(
+                    || follower.clone(),
+                    |f| black_box(f.followed(&newer).unwrap()),
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+    g.finish();
+}
+
 fn select(c: &mut Criterion) {
     let mut g = c.benchmark_group("core/select");
     let cfg = IpamConfig::default();
@@ -157,6 +197,7 @@ fn main() {
     alloc_release(&mut c);
     plan_alloc_release(&mut c);
     decode(&mut c);
+    follow(&mut c);
     select(&mut c);
     autopool(&mut c);
     c.final_summary();

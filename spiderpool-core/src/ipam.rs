@@ -93,6 +93,14 @@ impl<S: Store> Ipam<S> {
         self.lock_indexes().decoded()
     }
 
+    /// How many times a cached pool was brought to another writer's revision by following
+    /// the records it changed, instead of being decoded (see [`PoolIndex::followed`]).
+    ///
+    /// [`PoolIndex::followed`]: crate::allocate::PoolIndex::followed
+    pub fn followed_pools(&self) -> u64 {
+        self.lock_indexes().followed()
+    }
+
     fn lock_indexes(&self) -> MutexGuard<'_, PoolIndexes> {
         // A panic while planning leaves at worst a cache entry missing: still usable.
         self.indexes

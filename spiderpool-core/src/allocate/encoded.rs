@@ -6,6 +6,7 @@
 //! ones: still a copy of the text, but no formatting of thousands of addresses and records.
 
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -76,6 +77,11 @@ impl Encoded {
             spans,
             spanned: true,
         }
+    }
+
+    /// How many records the text holds.
+    pub(crate) fn records(&self) -> usize {
+        self.spans.len()
     }
 
     /// Whether later writes can start from this text (see `spanned`).
@@ -172,6 +178,174 @@ impl Encoded {
                     .map(|s| (s.addr, moved(s.start), moved(s.key_end), moved(s.end))),
             );
             i = j;
+        }
+    }
+}
+
+/// A record of a newer text that [`Encoded::follow`] did not find in this one as it is.
+pub(crate) struct Fresh {
+    /// Its place among the newer text's spans (whose address is not set yet).
+    pub(crate) span: usize,
+    /// Where its key and its value are in the newer text.
+    pub(crate) key: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+/// A newer text compared with this one (see [`Encoded::follow`]).
+pub(crate) struct Followed {
+    /// The newer text with its spans; the addresses of the fresh records' spans are set by
+    /// the caller once it has decoded their keys ([`Encoded::set_addr`]).
+    pub(crate) text: Encoded,
+    pub(crate) fresh: Vec<Fresh>,
+    /// Addresses whose record in this text the newer one does not keep as it is (removed or
+    /// changed).
+    pub(crate) gone: Vec<IpAddr>,
+}
+
+impl Encoded {
+    /// Compares `newer`, another `allocatedIPs` text of the same pool, with this one record by
+    /// record. A record of this text found at its place in `newer` byte for byte (and not in
+    /// `dirty`, sorted: addresses whose record may differ from this text's) is kept, found
+    /// with one memory comparison; only the others are parsed, and only as far as where their
+    /// value ends. Writers put the map in key order and copy what they did not change, so
+    /// between two revisions most records are kept.
+    ///
+    /// `None` for a text this cannot follow: not a compact JSON object, keys not strictly
+    /// increasing or escaped, a value not JSON; also past `max_fresh` records to parse, where
+    /// decoding the whole text costs less. The caller then decodes it whole, which also says
+    /// what is wrong with it.
+    pub(crate) fn follow(
+        &self,
+        newer: Arc<String>,
+        dirty: &[IpAddr],
+        max_fresh: usize,
+    ) -> Option<Followed> {
+        if !self.spanned || u32::try_from(newer.len()).is_err() {
+            return None;
+        }
+        let text = newer.as_str();
+        let bytes = text.as_bytes();
+        let old = self.text.as_bytes();
+        let mut spans = Vec::with_capacity(self.spans.len() + 4);
+        let mut fresh = Vec::new();
+        let mut gone = Vec::new();
+        let mut i = 0;
+        match bytes {
+            // No record: every one of this text is gone.
+            [b'{', b'}'] => {}
+            [b'{', _, ..] => {
+                // An entry `"key":value` at `q`, then `,` or the closing `}`.
+                let mut q = 1;
+                let mut prev: &str = "";
+                loop {
+                    // The next record of this text, kept as it was (not yet reading the key).
+                    let keeps = |s: &&Span| {
+                        let was = &old[s.start as usize..s.end as usize];
+                        bytes.get(q..q + was.len()) == Some(was)
+                            && matches!(bytes.get(q + was.len()), Some(b',' | b'}'))
+                            && (dirty.is_empty() || dirty.binary_search(&s.addr).is_err())
+                    };
+                    let mut kept = self.spans.get(i).filter(keeps);
+                    let mut end = 0;
+                    if kept.is_none() {
+                        if bytes.get(q) != Some(&b'"') {
+                            return None;
+                        }
+                        let key_end = q + 1 + text.get(q + 1..)?.find('"')?;
+                        let key = &text[q + 1..key_end];
+                        if key.contains('\\') || prev >= key {
+                            return None;
+                        }
+                        // Records of this text before the key are gone; the one under it is
+                        // kept, or gone when changed.
+                        while let Some(s) = self.spans.get(i).filter(|s| self.key(s) < key) {
+                            gone.push(s.addr);
+                            i += 1;
+                        }
+                        let same = self.spans.get(i).filter(|s| self.key(s) == key);
+                        kept = same.filter(keeps);
+                        if kept.is_none() {
+                            if let Some(s) = same {
+                                gone.push(s.addr);
+                                i += 1;
+                            }
+                            prev = key;
+                            end =
+                                self.fresh(text, q, key_end, max_fresh, &mut fresh, &mut spans)?;
+                        }
+                    }
+                    if let Some(s) = kept {
+                        i += 1;
+                        prev = self.key(s);
+                        let moved = |x: u32| x - s.start + q as u32;
+                        spans.push(Span {
+                            addr: s.addr,
+                            start: q as u32,
+                            key_end: moved(s.key_end),
+                            end: moved(s.end),
+                        });
+                        end = q + (s.end - s.start) as usize;
+                    }
+                    match bytes.get(end) {
+                        Some(b',') => q = end + 1,
+                        Some(b'}') if end + 1 == bytes.len() => break,
+                        _ => return None,
+                    }
+                }
+            }
+            _ => return None,
+        }
+        gone.extend(self.spans[i..].iter().map(|s| s.addr));
+        Some(Followed {
+            text: Encoded {
+                text: newer,
+                spans,
+                spanned: true,
+            },
+            fresh,
+            gone,
+        })
+    }
+
+    /// Parses the value of the entry whose key is `text[q + 1..key_end]` (a record
+    /// [`Encoded::follow`] did not find in this text), notes it as fresh and gives its span
+    /// (its address not set yet); gives where its value ends. `None` past `max_fresh` fresh
+    /// records or for a value that is not JSON.
+    fn fresh(
+        &self,
+        text: &str,
+        q: usize,
+        key_end: usize,
+        max_fresh: usize,
+        fresh: &mut Vec<Fresh>,
+        spans: &mut Vec<Span>,
+    ) -> Option<usize> {
+        if fresh.len() == max_fresh || text.as_bytes().get(key_end + 1) != Some(&b':') {
+            return None;
+        }
+        let rest = &text[key_end + 2..];
+        let mut de = serde_json::Deserializer::from_str(rest);
+        let value = <&RawValue>::deserialize(&mut de).ok()?.get();
+        let from = offset(text, value);
+        let end = from + value.len();
+        fresh.push(Fresh {
+            span: spans.len(),
+            key: q + 1..key_end,
+            value: from..end,
+        });
+        spans.push(Span {
+            addr: IpAddr::from([0u8; 4]),
+            start: q as u32,
+            key_end: key_end as u32,
+            end: end as u32,
+        });
+        Some(end)
+    }
+
+    /// Sets the address of the record at `span` (see [`Followed::text`]).
+    pub(crate) fn set_addr(&mut self, span: usize, addr: IpAddr) {
+        if let Some(s) = self.spans.get_mut(span) {
+            s.addr = addr;
         }
     }
 }

@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+mod follow;
+
 use super::by_key::ByKey;
 use super::encoded::{self, Encoded};
 pub use super::held::Held;
@@ -793,6 +795,7 @@ pub struct PoolIndexes {
     /// Indexes checked out by a plan, with the changes it made to them.
     pending: Vec<Pending>,
     decoded: u64,
+    followed: u64,
 }
 
 /// Indexes a plan checked out, waiting for its commit; see [`PoolIndexes::take_parked`].
@@ -830,6 +833,7 @@ impl PoolIndexes {
             tick: 0,
             pending: Vec::new(),
             decoded: 0,
+            followed: 0,
         }
     }
 
@@ -848,6 +852,12 @@ impl PoolIndexes {
         self.decoded
     }
 
+    /// How many times a cached index followed another writer's revision of its pool instead
+    /// of decoding it (see [`PoolIndex::followed`]).
+    pub fn followed(&self) -> u64 {
+        self.followed
+    }
+
     /// The cached index of `pool` at `revision`, if any (without checking it out).
     pub fn peek(&self, pool: &SpiderIPPool) -> Option<&PoolIndex> {
         let e = self.entries.get(&pool.metadata.name)?;
@@ -857,27 +867,27 @@ impl PoolIndexes {
     /// Takes `pool`'s index out of the cache, or decodes it.
     pub(crate) fn checkout(&mut self, pool: &SpiderIPPool) -> Result<Pending, Error> {
         let name = &pool.metadata.name;
-        let (index, status) = match self.entries.remove(name) {
+        let cached = self.entries.remove(name);
+        let (index, status) = match cached {
             Some(e) if matches(&e, pool) => {
                 // Used again: worth the maps a single use does without.
                 let mut index = e.index;
                 index.index_lookups();
                 (index, e.status)
             }
-            _ => {
-                self.decoded += 1;
-                let index = PoolIndex::from_pool(pool)?;
-                // The text the index was decoded from, shared when it kept it.
-                let status = pool.status.allocated_ips.as_deref().map(|s| {
-                    index
-                        .encoded
-                        .as_ref()
+            // Another writer's revision: followed from the text this index holds.
+            Some(e) if e.spec == pool.spec => match e.index.followed(pool) {
+                Some(mut index) => {
+                    self.followed += 1;
+                    index.index_lookups();
+                    let status = (index.encoded.as_ref())
                         .and_then(Encoded::shared_status)
-                        .filter(|text| text.as_str() == s)
-                        .unwrap_or_else(|| Arc::new(s.to_owned()))
-                });
-                (index, status)
-            }
+                        .or_else(|| pool.status.allocated_ips.clone().map(Arc::new));
+                    (index, status)
+                }
+                None => self.decode(pool)?,
+            },
+            _ => self.decode(pool)?,
         };
         Ok(Pending {
             name: name.clone(),
@@ -887,6 +897,22 @@ impl PoolIndexes {
             index,
             journal: Vec::new(),
         })
+    }
+
+    /// `pool`'s index decoded from scratch, with the text it was decoded from.
+    fn decode(&mut self, pool: &SpiderIPPool) -> Result<(PoolIndex, Option<Arc<String>>), Error> {
+        self.decoded += 1;
+        let index = PoolIndex::from_pool(pool)?;
+        // The text the index was decoded from, shared when it kept it.
+        let status = pool.status.allocated_ips.as_deref().map(|s| {
+            index
+                .encoded
+                .as_ref()
+                .and_then(Encoded::shared_status)
+                .filter(|text| text.as_str() == s)
+                .unwrap_or_else(|| Arc::new(s.to_owned()))
+        });
+        Ok((index, status))
     }
 
     /// Hands back indexes checked out by a plan; `committed` says whether the plan's writes
