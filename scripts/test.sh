@@ -4,23 +4,7 @@
 # demo.
 source "$(dirname "$0")/env.sh"
 
-apt_install() {
-    local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "installing: ${missing[*]}"
-        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-        $SUDO apt-get update -qq
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-    fi
-}
-command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
-# The CNI end-to-end tests: Debian's reference plugins (bridge, …) and `ip netns`.
-apt_install containernetworking-plugins iproute2
-# The etcd backend: a real etcd for its tests, and protoc for the etcd-client crate's build.
-apt_install etcd-server etcd-client protobuf-compiler
+bash scripts/deps.sh
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
