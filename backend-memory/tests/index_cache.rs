@@ -51,3 +51,39 @@ fn a_run_of_plans_decodes_the_pool_once_and_a_foreign_write_once_more() {
     assert_eq!(ipam.followed_pools(), 1);
     block_on_ready(check_invariants(&store)).unwrap();
 }
+
+#[test]
+fn two_engines_taking_turns_follow_each_other_and_never_share_an_address() {
+    let store = MemoryStore::new();
+    block_on_ready(put_pool(
+        &store,
+        "p",
+        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.120]",
+    ));
+    let engines = [Ipam::new(&store), Ipam::new(&store)];
+    let mut held: Vec<(usize, String)> = Vec::new();
+    for i in 0..90 {
+        let e = &engines[i % 2];
+        let got = block_on_ready(e.allocate(&pod(i))).unwrap();
+        let ip = got[0].ipv4.clone().unwrap();
+        assert!(held.iter().all(|(_, h)| *h != ip), "{ip} handed out twice");
+        held.push((i, ip));
+        // Every third turn one engine or the other releases a pod (the oldest, the newest, or
+        // in between), so that each sees removals, additions and reused addresses.
+        if i % 3 == 2 {
+            let (j, _) = held.remove((i * 7) % held.len());
+            let releaser = &engines[(i / 3) % 2];
+            block_on_ready(releaser.release(&del("ns", &format!("a{j}"), &format!("u{j}"))))
+                .unwrap();
+        }
+    }
+    for e in &engines {
+        assert_eq!(
+            e.decoded_pools(),
+            1,
+            "decoded once, then every change followed"
+        );
+        assert!(e.followed_pools() >= 40, "followed {}", e.followed_pools());
+    }
+    block_on_ready(check_invariants(&store)).unwrap();
+}

@@ -878,6 +878,10 @@ impl PoolIndexes {
             // Another writer's revision: followed from the text this index holds.
             Some(e) if e.spec == pool.spec => match e.index.followed(pool) {
                 Some(mut index) => {
+                    debug_assert!(
+                        PoolIndex::from_pool(pool).is_ok_and(|d| index.agrees_with(&d)),
+                        "pool {name}: the followed index differs from the decoded one"
+                    );
                     self.followed += 1;
                     index.index_lookups();
                     let status = (index.encoded.as_ref())

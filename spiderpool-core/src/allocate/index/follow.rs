@@ -64,4 +64,14 @@ impl PoolIndex {
         self.encoded = Some(followed.text);
         Some(self)
     }
+
+    /// Whether `self` holds the records (under the same keys) and free addresses of `other`:
+    /// debug builds check every follow against a decode of the same revision with it.
+    pub(crate) fn agrees_with(&self, other: &PoolIndex) -> bool {
+        self.len() == other.len()
+            && self.free() == other.free()
+            && self
+                .addrs()
+                .all(|a| self.get(a).is_some_and(|h| other.get(a) == Some(h)))
+    }
 }
