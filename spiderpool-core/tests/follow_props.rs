@@ -258,3 +258,20 @@ fn a_key_out_of_order_or_spelled_twice_is_not_followed() {
         Some(addr(1, 0))
     );
 }
+
+#[test]
+fn a_pool_with_another_spec_is_not_followed() {
+    let model: Model = [(1, (1, false)), (2, (2, false))].into_iter().collect();
+    let follower = PoolIndex::from_pool(&wire(0, &model)).unwrap();
+    let mut newer = wire(0, &[(1, (1, false))].into_iter().collect());
+    assert!(
+        follower.clone().followed(&newer).is_some(),
+        "same spec: followed"
+    );
+    // Another address excluded since: the index's usable addresses would be stale.
+    newer.spec.exclude_ips = vec!["10.6.0.9".into()];
+    assert!(follower.clone().followed(&newer).is_none());
+    let mut other = wire(0, &[(1, (1, false))].into_iter().collect());
+    other.spec.subnet = "10.6.0.0/16".into();
+    assert!(follower.followed(&other).is_none());
+}

@@ -210,9 +210,9 @@ impl Encoded {
     /// value ends. Writers put the map in key order and copy what they did not change, so
     /// between two revisions most records are kept.
     ///
-    /// `None` for a text this cannot follow: not a compact JSON object, keys not strictly
-    /// increasing or escaped, a value not JSON; also past `max_fresh` records to parse, where
-    /// decoding the whole text costs less. The caller then decodes it whole, which also says
+    /// `None` for a text this cannot follow: not a JSON object without whitespace (but before
+    /// a value), keys not strictly increasing or escaped, a value not JSON; also past
+    /// `max_fresh` records to parse, where decoding the whole text costs less. The caller then decodes it whole, which also says
     /// what is wrong with it.
     pub(crate) fn follow(
         &self,

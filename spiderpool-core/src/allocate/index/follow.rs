@@ -11,26 +11,33 @@ use std::sync::Arc;
 
 use super::{Held, PoolIndex};
 use crate::ip::parse_ip;
-use crate::model::{parse_plain_fields, PoolIPAllocation, SpiderIPPool};
+use crate::model::{parse_plain_fields, AddressSpec, PoolIPAllocation, SpiderIPPool};
 
 /// Records a follow may parse, whatever the pool's size.
 const FRESH_ALLOWANCE: usize = 8;
 
 impl PoolIndex {
-    /// This index brought to `pool`, a newer revision of the pool it was built for (the same
-    /// spec; the caller checks that): the records `pool` changed are decoded, the others kept.
-    /// Equal to [`PoolIndex::from_pool`] on `pool` whenever it is `Some`.
+    /// This index brought to `pool`, a newer revision of the pool it was built for: the
+    /// records `pool` changed are decoded, the others kept. Holds the same records, keys and
+    /// free addresses as [`PoolIndex::from_pool`] on `pool` whenever it is `Some`.
     ///
-    /// `None` when the index cannot follow: it holds no text to compare with, `pool` has no
-    /// records, more than a quarter of them changed (decoding is then cheaper), or its text is
-    /// not one this follows (see [`Encoded::follow`]; also a key that
-    /// is not an address of the family, a record that does not decode, two keys for one
+    /// `None` when the index cannot follow: `pool`'s family or usable addresses differ from the
+    /// index's (another spec), the index holds no text to compare with, `pool` has no
+    /// `allocatedIPs` text, more records to parse than 8 plus a quarter of the index's (decoding
+    /// is then cheaper), or a text this does not follow (see [`Encoded::follow`]; also a key
+    /// that is not an address of the family, a record that does not decode, two keys for one
     /// address). Decode the pool then: that also reports what is wrong with it.
     pub fn followed(mut self, pool: &SpiderIPPool) -> Option<PoolIndex> {
         let newer = match pool.status.allocated_ips.as_deref() {
             None | Some("") | Some("null") => return None,
             Some(text) => Arc::new(text.to_owned()),
         };
+        let same_spec = pool.spec.family().ok() == Some(self.family)
+            && pool.spec.subnet_net().ok().map(|n| n.prefix_len()) == Some(self.prefix)
+            && pool.spec.total_ips().ok().as_ref() == Some(&self.usable);
+        if !same_spec {
+            return None;
+        }
         let base = self.encoded.take()?;
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
@@ -65,11 +72,13 @@ impl PoolIndex {
         Some(self)
     }
 
-    /// Whether `self` holds the records (under the same keys) and free addresses of `other`:
-    /// debug builds check every follow against a decode of the same revision with it.
+    /// Whether `self` holds the records (under the same keys) and free addresses of `other`,
+    /// and encodes them as `other` does (so its spans are right for the next write): debug
+    /// builds check every follow against a decode of the same revision with it.
     pub(crate) fn agrees_with(&self, other: &PoolIndex) -> bool {
         self.len() == other.len()
             && self.free() == other.free()
+            && self.encode() == other.encode()
             && self
                 .addrs()
                 .all(|a| self.get(a).is_some_and(|h| other.get(a) == Some(h)))
