@@ -5,7 +5,7 @@
 
 use backend_memory::MemoryStore;
 use spiderpool_core::annotations::ANNO_IPPOOLS;
-use spiderpool_core::ipam::Ipam;
+use spiderpool_core::ipam::{IndexCache, Ipam};
 use spiderpool_core::request::AllocateRequest;
 use spiderpool_testkit::check_invariants;
 use spiderpool_testkit::fixtures::{add, block_on_ready, del, put_pool, with_annotations};
@@ -85,5 +85,46 @@ fn two_engines_taking_turns_follow_each_other_and_never_share_an_address() {
         );
         assert!(e.followed_pools() >= 40, "followed {}", e.followed_pools());
     }
+    block_on_ready(check_invariants(&store)).unwrap();
+}
+
+#[test]
+fn engines_built_per_request_share_one_cache() {
+    let store = MemoryStore::new();
+    block_on_ready(put_pool(
+        &store,
+        "p",
+        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.200]",
+    ));
+    let cache = IndexCache::default();
+    for i in 0..20 {
+        // An agent building an engine for each request, as in the Kubernetes mode.
+        let ipam = Ipam::new(&store).with_shared_index_cache(&cache);
+        let got = block_on_ready(ipam.allocate(&pod(i))).unwrap();
+        assert_eq!(
+            got[0].ipv4.as_deref(),
+            Some(&*format!("10.6.0.{}/24", i + 1))
+        );
+    }
+    let ipam = Ipam::new(&store).with_shared_index_cache(&cache);
+    block_on_ready(ipam.release(&del("ns", "a3", "u3"))).unwrap();
+    // An engine with a cache of its own decodes the pool again, and writes it.
+    let alone = Ipam::new(&store);
+    assert_eq!(
+        block_on_ready(alone.allocate(&pod(50))).unwrap()[0]
+            .ipv4
+            .as_deref(),
+        Some("10.6.0.4/24")
+    );
+    assert_eq!(alone.decoded_pools(), 1);
+    // The next request's engine finds the pool in the shared cache and follows that write.
+    let next = Ipam::new(&store).with_shared_index_cache(&cache);
+    assert_eq!(
+        block_on_ready(next.allocate(&pod(51))).unwrap()[0]
+            .ipv4
+            .as_deref(),
+        Some("10.6.0.21/24")
+    );
+    assert_eq!((next.decoded_pools(), next.followed_pools()), (1, 1));
     block_on_ready(check_invariants(&store)).unwrap();
 }

@@ -135,6 +135,7 @@ pub(crate) async fn add(
         .await?;
     let settings = cluster.settings().await?;
     let ipam = crate::plugin::engine(cluster.store(), &env.container_id)
+        .with_shared_index_cache(cluster.index_cache())
         .with_config(settings.ipam.clone());
     let limit = cluster.operation_limit();
     if settings.ipam.enable_spider_subnet && settings.ipam.enable_auto_pool {
@@ -236,8 +237,9 @@ pub(crate) async fn del(
             }
         }
     };
-    let ipam: Ipam<KubeStore> =
-        crate::plugin::engine(store, &env.container_id).with_config(settings.ipam);
+    let ipam: Ipam<KubeStore> = crate::plugin::engine(store, &env.container_id)
+        .with_shared_index_cache(cluster.index_cache())
+        .with_config(settings.ipam);
     let req = ReleaseRequest {
         pod: PodRef::new(&namespace, &name, &uid),
         ifname: env.ifname.clone(),

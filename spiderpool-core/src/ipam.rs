@@ -21,7 +21,7 @@
 //!   the store which addresses its commits on their way add ([`Store::in_flight`]), and a new
 //!   allocation passes over them to the next free address.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -66,7 +66,22 @@ pub struct Ipam<S: Store> {
     cfg: IpamConfig,
     retries: u32,
     pause: Box<dyn Pause>,
-    indexes: Mutex<PoolIndexes>,
+    indexes: IndexCache,
+}
+
+/// A cache of decoded pools ([`PoolIndexes`]) for engines to share: an engine built with it
+/// ([`Ipam::with_shared_index_cache`]) finds the pools the others decoded or wrote, as one
+/// long-lived engine would (an agent building an engine per request, say). Clones share the
+/// cache. An entry is recognised by the pool's content, never trusted by name alone, so
+/// engines over different stores can share one too.
+#[derive(Debug, Clone, Default)]
+pub struct IndexCache(Arc<Mutex<PoolIndexes>>);
+
+impl IndexCache {
+    /// A cache holding at most `pools` pools (see [`PoolIndexes::new`]).
+    pub fn new(pools: usize) -> Self {
+        IndexCache(Arc::new(Mutex::new(PoolIndexes::new(pools))))
+    }
 }
 
 impl<S: Store> Ipam<S> {
@@ -77,14 +92,21 @@ impl<S: Store> Ipam<S> {
             cfg: IpamConfig::default(),
             retries: 16,
             pause: Box::new(NoPause),
-            indexes: Mutex::new(PoolIndexes::default()),
+            indexes: IndexCache::default(),
         }
     }
 
     /// Keeps the decoded state of at most `pools` pools across calls (0: decode every pool
     /// a decision touches, every time).
     pub fn with_index_cache(mut self, pools: usize) -> Self {
-        self.indexes = Mutex::new(PoolIndexes::new(pools));
+        self.indexes = IndexCache::new(pools);
+        self
+    }
+
+    /// Works with `cache`, shared with the other engines given it, instead of a cache of its
+    /// own; the counts below are then the shared cache's.
+    pub fn with_shared_index_cache(mut self, cache: &IndexCache) -> Self {
+        self.indexes = cache.clone();
         self
     }
 
@@ -104,6 +126,7 @@ impl<S: Store> Ipam<S> {
     fn lock_indexes(&self) -> MutexGuard<'_, PoolIndexes> {
         // A panic while planning leaves at worst a cache entry missing: still usable.
         self.indexes
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

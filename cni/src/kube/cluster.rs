@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::ApiResource;
 use kube::Client;
 use serde_json::Value;
+use spiderpool_core::ipam::IndexCache;
 use spiderpool_core::request::{AllocateRequest, NetconfDefaults, Owner, PodRef};
 use spiderpool_core::settings::Settings;
 use spiderpool_core::workload::{self, controller_ref, map_at, str_at};
@@ -76,12 +77,20 @@ pub(super) fn api_error(what: &str, e: kube::Error) -> Error {
 pub struct Cluster {
     client: Client,
     pub(super) timeout: Duration,
+    /// The pools decoded by the engines of earlier requests (an agent keeps the cluster, and
+    /// builds an engine per request): a pool is then recognised, or another node's changes
+    /// followed, instead of decoded again.
+    indexes: IndexCache,
 }
 
 impl Cluster {
     /// A cluster over `client`, each request bounded by `timeout`.
     pub fn new(client: Client, timeout: Duration) -> Self {
-        Cluster { client, timeout }
+        Cluster {
+            client,
+            timeout,
+            indexes: IndexCache::default(),
+        }
     }
 
     /// The cluster the netconf names (its kubeconfig and timeout).
@@ -94,6 +103,11 @@ impl Cluster {
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The pool-index cache the engines over this cluster share.
+    pub fn index_cache(&self) -> &IndexCache {
+        &self.indexes
     }
 
     /// The store over this cluster.
