@@ -3,8 +3,8 @@
 //! same `kubectl get sp` as Spiderpool.
 //!
 //! - revisions are `metadata.resourceVersion`; every write sends the revision it expects and
-//!   the API server's 409 becomes [`Error::Conflict`](spiderpool_core::Error::Conflict), 404
-//!   [`Error::NotFound`](spiderpool_core::Error::NotFound);
+//!   the API server's 409 becomes [`Error::Conflict`], 404
+//!   [`Error::NotFound`];
 //! - the kinds have a status subresource: an update writes the object, then its status, each
 //!   with the revision the previous step returned; an update of a pool or subnet that changes
 //!   only the status (every allocation and release) is one PUT on `/status` with the expected

@@ -1,9 +1,10 @@
-//! An in-memory [`Store`] for spiderpool-rs: the reference store for tests, and a store for
-//! programs that embed the engine and keep state themselves.
+//! An in-memory [`Store`](spiderpool_core::store::Store) for spiderpool-rs: the reference
+//! store for tests, and a store for programs that embed the engine and keep state themselves.
 //!
-//! Every operation holds one lock, so each is atomic and linearizable, and [`Store::commit`]
-//! applies a whole plan or nothing (unless built with [`MemoryStore::non_atomic`], which
-//! behaves like the Kubernetes API: write by write). Faults can be injected to test callers:
+//! Every operation holds one lock, so each is atomic and linearizable, and
+//! [`Store::commit`](spiderpool_core::store::Store::commit) applies a whole plan or nothing
+//! (unless built with [`MemoryStore::non_atomic`], which behaves like the Kubernetes API: write
+//! by write). Faults can be injected to test callers:
 //! conflicts on the next updates, or an unavailable store.
 //!
 //! ```

@@ -60,7 +60,8 @@ impl Pause for NoPause {
 /// It keeps the decoded allocation state of the pools it worked on ([`PoolIndexes`], at most
 /// [`PoolIndexes::DEFAULT_CAPACITY`] pools; see [`Ipam::with_index_cache`]), so that a
 /// long-lived engine decodes a pool's `status.allocatedIPs` again only when another writer
-/// changed it.
+/// changed it, and then only the records that writer changed when it can
+/// ([`PoolIndex::followed`](crate::allocate::PoolIndex::followed)).
 pub struct Ipam<S: Store> {
     store: S,
     cfg: IpamConfig,

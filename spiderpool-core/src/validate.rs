@@ -2,10 +2,10 @@
 //!
 //! For each kind, `mutate_*` applies the defaults and `validate_*_create/update/delete` check
 //! the object against the others that exist ([`Cluster`]) under the feature switches
-//! ([`AdmissionConfig`]). A refusal is an [`Error::Invalid`](crate::Error::Invalid) listing
+//! ([`AdmissionConfig`]). A refusal is an [`Error::Invalid`] listing
 //! every [`FieldError`] (path, offending value, Spiderpool's reason),
-//! [`Error::AlreadyExists`](crate::Error::AlreadyExists) or
-//! [`Error::Forbidden`](crate::Error::Forbidden).
+//! [`Error::AlreadyExists`] or
+//! [`Error::Forbidden`].
 //!
 //! Differences from Spiderpool, all stricter or more precise:
 //! - range errors point at the entry (`spec.ips[2]`) rather than at `spec.subnet`;

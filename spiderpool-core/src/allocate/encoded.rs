@@ -212,8 +212,8 @@ impl Encoded {
     ///
     /// `None` for a text this cannot follow: not a JSON object without whitespace (but before
     /// a value), keys not strictly increasing or escaped, a value not JSON; also past
-    /// `max_fresh` records to parse, where decoding the whole text costs less. The caller then decodes it whole, which also says
-    /// what is wrong with it.
+    /// `max_fresh` records to parse, where decoding the whole text costs less. The caller then
+    /// decodes it whole, which also says what is wrong with it.
     pub(crate) fn follow(
         &self,
         newer: Arc<String>,
@@ -270,8 +270,7 @@ impl Encoded {
                                 i += 1;
                             }
                             prev = key;
-                            end =
-                                self.fresh(text, q, key_end, max_fresh, &mut fresh, &mut spans)?;
+                            end = parse_fresh(text, q, key_end, max_fresh, &mut fresh, &mut spans)?;
                         }
                     }
                     if let Some(s) = kept {
@@ -307,47 +306,46 @@ impl Encoded {
         })
     }
 
-    /// Parses the value of the entry whose key is `text[q + 1..key_end]` (a record
-    /// [`Encoded::follow`] did not find in this text), notes it as fresh and gives its span
-    /// (its address not set yet); gives where its value ends. `None` past `max_fresh` fresh
-    /// records or for a value that is not JSON.
-    fn fresh(
-        &self,
-        text: &str,
-        q: usize,
-        key_end: usize,
-        max_fresh: usize,
-        fresh: &mut Vec<Fresh>,
-        spans: &mut Vec<Span>,
-    ) -> Option<usize> {
-        if fresh.len() == max_fresh || text.as_bytes().get(key_end + 1) != Some(&b':') {
-            return None;
-        }
-        let rest = &text[key_end + 2..];
-        let mut de = serde_json::Deserializer::from_str(rest);
-        let value = <&RawValue>::deserialize(&mut de).ok()?.get();
-        let from = offset(text, value);
-        let end = from + value.len();
-        fresh.push(Fresh {
-            span: spans.len(),
-            key: q + 1..key_end,
-            value: from..end,
-        });
-        spans.push(Span {
-            addr: IpAddr::from([0u8; 4]),
-            start: q as u32,
-            key_end: key_end as u32,
-            end: end as u32,
-        });
-        Some(end)
-    }
-
     /// Sets the address of the record at `span` (see [`Followed::text`]).
     pub(crate) fn set_addr(&mut self, span: usize, addr: IpAddr) {
         if let Some(s) = self.spans.get_mut(span) {
             s.addr = addr;
         }
     }
+}
+
+/// Parses the value of the entry whose key is `text[q + 1..key_end]` (a record
+/// [`Encoded::follow`] did not find in this text), notes it as fresh and gives its span
+/// (its address not set yet); gives where its value ends. `None` past `max_fresh` fresh
+/// records or for a value that is not JSON.
+fn parse_fresh(
+    text: &str,
+    q: usize,
+    key_end: usize,
+    max_fresh: usize,
+    fresh: &mut Vec<Fresh>,
+    spans: &mut Vec<Span>,
+) -> Option<usize> {
+    if fresh.len() == max_fresh || text.as_bytes().get(key_end + 1) != Some(&b':') {
+        return None;
+    }
+    let rest = &text[key_end + 2..];
+    let mut de = serde_json::Deserializer::from_str(rest);
+    let value = <&RawValue>::deserialize(&mut de).ok()?.get();
+    let from = offset(text, value);
+    let end = from + value.len();
+    fresh.push(Fresh {
+        span: spans.len(),
+        key: q + 1..key_end,
+        value: from..end,
+    });
+    spans.push(Span {
+        addr: IpAddr::from([0u8; 4]),
+        start: q as u32,
+        key_end: key_end as u32,
+        end: end as u32,
+    });
+    Some(end)
 }
 
 /// The entries of an `allocatedIPs` text in text order, when it is a JSON object whose keys

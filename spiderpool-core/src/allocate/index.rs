@@ -41,7 +41,9 @@ use crate::Error;
 /// One change made to a [`PoolIndex`]: the address and what it held before.
 pub type Change = (IpAddr, Option<Held>);
 
-/// One pool's allocation state. See the [module docs](self).
+/// One pool's allocation state: the usable and free addresses (a mark over the records with
+/// the free addresses below it), the records by address, lookups by pod uid and name, and the
+/// text it was decoded from or last wrote, with each record's place in it.
 #[derive(Debug, Clone)]
 pub struct PoolIndex {
     family: IpFamily,
@@ -867,8 +869,7 @@ impl PoolIndexes {
     /// Takes `pool`'s index out of the cache, or decodes it.
     pub(crate) fn checkout(&mut self, pool: &SpiderIPPool) -> Result<Pending, Error> {
         let name = &pool.metadata.name;
-        let cached = self.entries.remove(name);
-        let (index, status) = match cached {
+        let (index, status) = match self.entries.remove(name) {
             Some(e) if matches(&e, pool) => {
                 // Used again: worth the maps a single use does without.
                 let mut index = e.index;

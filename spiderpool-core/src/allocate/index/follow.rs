@@ -24,7 +24,7 @@ impl PoolIndex {
     /// `None` when the index cannot follow: `pool`'s family or usable addresses differ from the
     /// index's (another spec), the index holds no text to compare with, `pool` has no
     /// `allocatedIPs` text, more records to parse than 8 plus a quarter of the index's (decoding
-    /// is then cheaper), or a text this does not follow (see [`Encoded::follow`]; also a key
+    /// is then cheaper), or a text this does not follow (see `Encoded::follow`; also a key
     /// that is not an address of the family, a record that does not decode, two keys for one
     /// address). Decode the pool then: that also reports what is wrong with it.
     pub fn followed(mut self, pool: &SpiderIPPool) -> Option<PoolIndex> {
