@@ -2,7 +2,9 @@
 //! index decodes the text on a fast path (borrowed keys, raw values, byte spans kept so that
 //! a later write copies unchanged records) and falls back to the general decoder; this target
 //! checks both against `SpiderIPPool::allocations` (serde into a map), then a write that
-//! changes a few records against the same change made to the decoded map.
+//! changes a few records against the same change made to the decoded map. A cached index
+//! following the text (`PoolIndex::followed`, from another text of the pool) must end as the
+//! index decoded from it, or refuse.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -71,6 +73,31 @@ fn assert_sorted(text: &Option<String>) {
     );
 }
 
+/// `a` and `b` hold the same records under the same keys, free addresses and encoding.
+fn assert_same(a: &PoolIndex, b: &PoolIndex, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: record count");
+    assert_eq!(a.allocated(), b.allocated(), "{what}: addresses");
+    assert_eq!(a.free(), b.free(), "{what}: free addresses");
+    assert_eq!(a.encode(), b.encode(), "{what}: encoding");
+}
+
+/// An index of `pool`'s spec holding one record at its first usable address, as written.
+fn one_record(pool: &SpiderIPPool) -> Option<PoolIndex> {
+    let mut index = PoolIndex::empty(&pool.spec).ok()?;
+    let none = IpSet::new(index.family());
+    let record = PoolIPAllocation {
+        pod: "fuzz/base".into(),
+        pod_uid: "uid-base".into(),
+        interface: None,
+        extra: Default::default(),
+    };
+    index
+        .allocate(Arc::new(record), &none, &mut Vec::new())
+        .ok()?;
+    index.encode_written();
+    Some(index)
+}
+
 pub fn allocated_ips(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -78,6 +105,11 @@ pub fn allocated_ips(data: &[u8]) {
     for mut pool in pools() {
         pool.status.allocated_ips = Some(text.to_string());
         let general = pool.allocations();
+        // An index of another text following this one: the decoded index, or a refusal.
+        if let Some(followed) = one_record(&pool).and_then(|base| base.followed(&pool)) {
+            let decoded = PoolIndex::from_pool(&pool).expect("followed a text decoding refuses");
+            assert_same(&followed, &decoded, "followed");
+        }
         let Ok(mut index) = PoolIndex::from_pool(&pool) else {
             // The index also refuses keys that are not addresses of the pool's family and two
             // spellings of one address, which the general decoder accepts; nothing else.
@@ -106,6 +138,7 @@ pub fn allocated_ips(data: &[u8]) {
         // records and encoded ones, merged) must hold exactly the changed map.
         let base = index.encode_written();
         assert_eq!(base, written);
+        let follower = index.clone();
         let mut journal = Vec::new();
         if let Some(first) = model.keys().next().cloned() {
             let (addr, _) = index.get_key(&first).unwrap();
@@ -135,6 +168,9 @@ pub fn allocated_ips(data: &[u8]) {
         let reread = PoolIndex::from_pool(&again).expect("the index refuses its own text");
         assert_eq!(reread.len(), model.len());
         assert_eq!(reread.allocated(), index.allocated());
+        // An index of the base follows the two changes.
+        let followed = follower.followed(&again).expect("two changes not followed");
+        assert_same(&followed, &reread, "followed write");
         // Undone, the index writes the base again (records equal; copied text identical).
         index.undo(&mut journal);
         assert_eq!(records(&index.encode()), records(&base));
