@@ -17,14 +17,17 @@ fn pod(i: usize) -> AllocateRequest {
     )
 }
 
+/// A memory store with pool `p`: 10.6.0.1 up to 10.6.0.`last`.
+fn store_with_pool(last: u8) -> MemoryStore {
+    let store = MemoryStore::new();
+    let spec = format!("subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.{last}]");
+    block_on_ready(put_pool(&store, "p", &spec));
+    store
+}
+
 #[test]
 fn a_run_of_plans_decodes_the_pool_once_and_a_foreign_write_once_more() {
-    let store = MemoryStore::new();
-    block_on_ready(put_pool(
-        &store,
-        "p",
-        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.200]",
-    ));
+    let store = store_with_pool(200);
     let ipam = Ipam::new(&store);
     for i in 0..40 {
         let got = block_on_ready(ipam.allocate(&pod(i))).unwrap();
@@ -54,12 +57,7 @@ fn a_run_of_plans_decodes_the_pool_once_and_a_foreign_write_once_more() {
 
 #[test]
 fn two_engines_taking_turns_follow_each_other_and_never_share_an_address() {
-    let store = MemoryStore::new();
-    block_on_ready(put_pool(
-        &store,
-        "p",
-        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.120]",
-    ));
+    let store = store_with_pool(120);
     let engines = [Ipam::new(&store), Ipam::new(&store)];
     let mut held: Vec<(usize, String)> = Vec::new();
     for i in 0..90 {
@@ -90,12 +88,7 @@ fn two_engines_taking_turns_follow_each_other_and_never_share_an_address() {
 
 #[test]
 fn engines_built_per_request_share_one_cache() {
-    let store = MemoryStore::new();
-    block_on_ready(put_pool(
-        &store,
-        "p",
-        "subnet: 10.6.0.0/24\nips: [10.6.0.1-10.6.0.200]",
-    ));
+    let store = store_with_pool(200);
     let cache = IndexCache::default();
     for i in 0..20 {
         // An agent building an engine for each request, as in the Kubernetes mode.
